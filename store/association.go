@@ -1,0 +1,342 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Fields are the properties of an association an admin edits; they map one to one onto
+// Graph's writable properties.
+type Fields struct {
+	DisplayName   string
+	Description   string
+	Version       int32
+	DeviceCartIDs []string
+	ClassroomIDs  []string
+}
+
+// Equal reports whether two sets of fields hold the same values.
+func (f Fields) Equal(o Fields) bool {
+	return f.DisplayName == o.DisplayName &&
+		f.Description == o.Description &&
+		f.Version == o.Version &&
+		slices.Equal(f.DeviceCartIDs, o.DeviceCartIDs) &&
+		slices.Equal(f.ClassroomIDs, o.ClassroomIDs)
+}
+
+// Actor is who made a change: the identity provider's subject and a display name.
+type Actor struct {
+	Subject string
+	Name    string
+}
+
+// Association is a cart-to-class association as stored locally.
+type Association struct {
+	ID int64
+	Fields
+	// GraphID is Graph's id once the association exists there; empty before.
+	GraphID         string
+	GraphCreatedAt  time.Time // zero until Graph reports it
+	GraphModifiedAt time.Time
+	// Revision increases with every local save; forms carry it to detect concurrent edits.
+	Revision  int64
+	CreatedAt time.Time
+	UpdatedAt time.Time
+	CreatedBy Actor
+	UpdatedBy Actor
+	// Sync is where the association stands with Graph.
+	Sync SyncInfo
+}
+
+// Sort orders for ListAssociations.
+const (
+	SortModifiedDesc = "-modified" // newest change first (the default)
+	SortModifiedAsc  = "modified"
+	SortNameAsc      = "name"
+	SortNameDesc     = "-name"
+)
+
+// ValidSort reports whether s is one of the Sort constants.
+func ValidSort(s string) bool {
+	switch s {
+	case SortModifiedDesc, SortModifiedAsc, SortNameAsc, SortNameDesc:
+		return true
+	}
+	return false
+}
+
+// ListFilter selects a page of associations.
+type ListFilter struct {
+	// Query matches, case-insensitively, part of the display name, the description or any
+	// device cart or classroom id.
+	Query   string
+	Sort    string // one of the Sort constants; empty means SortModifiedDesc
+	Page    int    // 1-based; values below 1 mean 1
+	PerPage int    // values below 1 mean 50
+	// NotSynced keeps only associations whose latest state Graph does not hold yet
+	// (waiting, failed or deleted).
+	NotSynced bool
+}
+
+// AssociationPage is one page of a listing and the number of matches in all pages.
+type AssociationPage struct {
+	Items []Association
+	Total int
+}
+
+// columns are what scanAssociation reads; selectAssociation joins the outbox row (if any)
+// for the attempt count and the next attempt time. The two tables share no column names.
+const columns = `id, graph_id, display_name, description, version, device_cart_ids, classroom_ids,
+	graph_created_at, graph_modified_at, revision, created_at, updated_at,
+	created_by_sub, created_by_name, updated_by_sub, updated_by_name,
+	sync_state, sync_error, synced_revision, attempts, next_attempt_at`
+
+const selectAssociation = "SELECT " + columns + " FROM associations LEFT JOIN outbox ON association_id = id"
+
+// GetAssociation returns the association with the given local id, or ErrNotFound.
+func (s *Store) GetAssociation(ctx context.Context, id int64) (Association, error) {
+	a, err := scanAssociation(s.db.QueryRowContext(ctx, selectAssociation+" WHERE id = ?", id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Association{}, ErrNotFound
+	}
+	if err != nil {
+		return Association{}, fmt.Errorf("get association %d: %w", id, err)
+	}
+	return a, nil
+}
+
+// ListAssociations returns the page of associations that f selects.
+func (s *Store) ListAssociations(ctx context.Context, f ListFilter) (AssociationPage, error) {
+	if f.Page < 1 {
+		f.Page = 1
+	}
+	if f.PerPage < 1 {
+		f.PerPage = 50
+	}
+	order := "updated_at DESC, id DESC"
+	switch f.Sort {
+	case SortModifiedAsc:
+		order = "updated_at ASC, id ASC"
+	case SortNameAsc:
+		order = "display_name COLLATE NOCASE ASC, id ASC"
+	case SortNameDesc:
+		order = "display_name COLLATE NOCASE DESC, id DESC"
+	}
+	var conds []string
+	var args []any
+	if q := strings.ToLower(strings.TrimSpace(strings.NewReplacer("\r", " ", "\n", " ").Replace(f.Query))); q != "" {
+		// instr, not LIKE: no wildcard characters to escape, and the match is a plain
+		// substring of the lower-cased search text, so it works for any script.
+		conds, args = append(conds, "instr(search_text, ?) > 0"), append(args, q)
+	}
+	if f.NotSynced {
+		conds = append(conds, "sync_state <> '"+SyncSynced+"'")
+	}
+	where := ""
+	if len(conds) > 0 {
+		where = "WHERE " + strings.Join(conds, " AND ")
+	}
+	var page AssociationPage
+	if err := s.db.QueryRowContext(ctx, "SELECT count(*) FROM associations "+where, args...).Scan(&page.Total); err != nil {
+		return page, fmt.Errorf("count associations: %w", err)
+	}
+	rows, err := s.db.QueryContext(ctx,
+		selectAssociation+" "+where+" ORDER BY "+order+" LIMIT ? OFFSET ?",
+		append(args, f.PerPage, (f.Page-1)*f.PerPage)...)
+	if err != nil {
+		return page, fmt.Errorf("list associations: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		a, err := scanAssociation(rows)
+		if err != nil {
+			return page, fmt.Errorf("list associations: %w", err)
+		}
+		page.Items = append(page.Items, a)
+	}
+	if err := rows.Err(); err != nil {
+		return page, fmt.Errorf("list associations: %w", err)
+	}
+	return page, nil
+}
+
+// CreateAssociation stores a new association made by by and returns it.
+func (s *Store) CreateAssociation(ctx context.Context, f Fields, by Actor) (Association, error) {
+	now := s.Now().UTC()
+	carts, rooms, err := encodeIDs(f)
+	if err != nil {
+		return Association{}, fmt.Errorf("create association: %w", err)
+	}
+	var a Association
+	err = s.inTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `INSERT INTO associations
+			(display_name, description, version, device_cart_ids, classroom_ids, revision,
+			 created_at, updated_at, created_by_sub, created_by_name, updated_by_sub, updated_by_name, search_text)
+			VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?)`,
+			f.DisplayName, f.Description, f.Version, carts, rooms,
+			now.UnixNano(), now.UnixNano(), by.Subject, by.Name, by.Subject, by.Name, searchText(f))
+		if err != nil {
+			return err
+		}
+		id, err := res.LastInsertId()
+		if err != nil {
+			return err
+		}
+		// The outbox row commits with the save: an answered save is always delivered.
+		if _, err := tx.ExecContext(ctx, `INSERT INTO outbox (association_id, enqueued_at, next_attempt_at)
+			VALUES (?, ?, ?)`, id, now.UnixNano(), now.UnixNano()); err != nil {
+			return err
+		}
+		a, err = scanAssociation(tx.QueryRowContext(ctx, selectAssociation+" WHERE id = ?", id))
+		return err
+	})
+	if err != nil {
+		return Association{}, fmt.Errorf("create association: %w", err)
+	}
+	return a, nil
+}
+
+// ConflictError is returned (wrapping ErrConflict) when an update was based on a revision
+// that is no longer current. Current is the association as it is now stored.
+type ConflictError struct {
+	Current Association
+}
+
+func (e *ConflictError) Error() string {
+	return fmt.Sprintf("association %d was changed by someone else (now revision %d)", e.Current.ID, e.Current.Revision)
+}
+
+// Unwrap makes errors.Is(err, ErrConflict) true.
+func (e *ConflictError) Unwrap() error { return ErrConflict }
+
+// UpdateAssociation replaces the editable fields of association id, provided it is still at
+// revision, and queues the new state for Graph in the same transaction (see enqueueEdit).
+// It returns ErrNotFound, ErrUnchanged when f equals what is stored (nothing is
+// written), or a *ConflictError when someone else saved in between.
+func (s *Store) UpdateAssociation(ctx context.Context, id, revision int64, f Fields, by Actor) (Association, error) {
+	carts, rooms, err := encodeIDs(f)
+	if err != nil {
+		return Association{}, fmt.Errorf("update association %d: %w", id, err)
+	}
+	var a Association
+	err = s.inTx(ctx, func(tx *sql.Tx) error {
+		cur, err := scanAssociation(tx.QueryRowContext(ctx, selectAssociation+" WHERE id = ?", id))
+		if errors.Is(err, sql.ErrNoRows) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		// Equal content first: a save that would write what is already there is not a
+		// conflict, whoever saved it.
+		if cur.Fields.Equal(f) {
+			a = cur
+			return ErrUnchanged
+		}
+		if cur.Revision != revision {
+			return &ConflictError{Current: cur}
+		}
+		now := s.Now().UTC()
+		_, err = tx.ExecContext(ctx, `UPDATE associations SET
+			display_name = ?, description = ?, version = ?, device_cart_ids = ?, classroom_ids = ?,
+			revision = revision + 1, updated_at = ?, updated_by_sub = ?, updated_by_name = ?, search_text = ?
+			WHERE id = ?`,
+			f.DisplayName, f.Description, f.Version, carts, rooms,
+			now.UnixNano(), by.Subject, by.Name, searchText(f), id)
+		if err != nil {
+			return err
+		}
+		if err := enqueueEdit(ctx, tx, cur, now); err != nil {
+			return err
+		}
+		a, err = scanAssociation(tx.QueryRowContext(ctx, selectAssociation+" WHERE id = ?", id))
+		return err
+	})
+	switch {
+	case errors.Is(err, ErrUnchanged):
+		return a, ErrUnchanged
+	case errors.Is(err, ErrNotFound), errors.Is(err, ErrConflict):
+		return Association{}, err
+	case err != nil:
+		return Association{}, fmt.Errorf("update association %d: %w", id, err)
+	}
+	return a, nil
+}
+
+type scanner interface{ Scan(dest ...any) error }
+
+func scanAssociation(row scanner) (Association, error) {
+	var (
+		a                          Association
+		graphID                    sql.NullString
+		carts, rooms               string
+		graphCreated, graphChanged sql.NullInt64
+		created, updated           int64
+		syncErr                    sql.NullString
+		attempts, nextAttempt      sql.NullInt64
+	)
+	err := row.Scan(&a.ID, &graphID, &a.DisplayName, &a.Description, &a.Version, &carts, &rooms,
+		&graphCreated, &graphChanged, &a.Revision, &created, &updated,
+		&a.CreatedBy.Subject, &a.CreatedBy.Name, &a.UpdatedBy.Subject, &a.UpdatedBy.Name,
+		&a.Sync.State, &syncErr, &a.Sync.SyncedRevision, &attempts, &nextAttempt)
+	if err != nil {
+		return a, err
+	}
+	if syncErr.Valid {
+		a.Sync.Error = new(SyncError)
+		if err := json.Unmarshal([]byte(syncErr.String), a.Sync.Error); err != nil {
+			return a, fmt.Errorf("association %d sync error: %w", a.ID, err)
+		}
+	}
+	a.Sync.Attempts = int(attempts.Int64)
+	a.Sync.NextAttemptAt = fromNanos(nextAttempt)
+	if err := json.Unmarshal([]byte(carts), &a.DeviceCartIDs); err != nil {
+		return a, fmt.Errorf("association %d device cart ids: %w", a.ID, err)
+	}
+	if err := json.Unmarshal([]byte(rooms), &a.ClassroomIDs); err != nil {
+		return a, fmt.Errorf("association %d classroom ids: %w", a.ID, err)
+	}
+	a.GraphID = graphID.String
+	a.GraphCreatedAt = fromNanos(graphCreated)
+	a.GraphModifiedAt = fromNanos(graphChanged)
+	a.CreatedAt = time.Unix(0, created).UTC()
+	a.UpdatedAt = time.Unix(0, updated).UTC()
+	return a, nil
+}
+
+func fromNanos(n sql.NullInt64) time.Time {
+	if !n.Valid {
+		return time.Time{}
+	}
+	return time.Unix(0, n.Int64).UTC()
+}
+
+// encodeIDs renders the id lists as JSON arrays, never null.
+func encodeIDs(f Fields) (carts, rooms string, err error) {
+	enc := func(ids []string) (string, error) {
+		if ids == nil {
+			ids = []string{}
+		}
+		b, err := json.Marshal(ids)
+		return string(b), err
+	}
+	if carts, err = enc(f.DeviceCartIDs); err != nil {
+		return "", "", err
+	}
+	rooms, err = enc(f.ClassroomIDs)
+	return carts, rooms, err
+}
+
+// searchText is what ListFilter.Query matches: every searchable value on its own line, so a
+// match never spans two values.
+func searchText(f Fields) string {
+	parts := append([]string{f.DisplayName, f.Description}, f.DeviceCartIDs...)
+	parts = append(parts, f.ClassroomIDs...)
+	return strings.ToLower(strings.Join(parts, "\n"))
+}
