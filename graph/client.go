@@ -1,0 +1,354 @@
+package graph
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptrace"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"golang.org/x/oauth2"
+)
+
+// resourcePath is the collection, relative to the base URL.
+const resourcePath = "/deviceManagement/cartToClassAssociations"
+
+// maxBody caps how much of any response body is read.
+const maxBody = 4 << 20
+
+// maxPages bounds List, in case a server keeps handing out nextLinks.
+const maxPages = 10000
+
+// ErrNoTokenSource is returned when a request is attempted on a Client that
+// has no token source (see WithTokenSource). Nothing was sent.
+var ErrNoTokenSource = errors.New("graph: no token source")
+
+// Client talks to the cartToClassAssociations resource. It is safe for
+// concurrent use and immutable after New.
+type Client struct {
+	base string // base URL without trailing slash, e.g. https://graph.microsoft.com/beta
+	hc   *http.Client
+	ts   oauth2.TokenSource
+}
+
+// Option configures a Client in New.
+type Option func(*Client)
+
+// WithHTTPClient sets the HTTP client (timeouts, transport). The default has
+// a 100 s overall timeout, like Microsoft's SDKs.
+func WithHTTPClient(hc *http.Client) Option {
+	return func(c *Client) {
+		if hc != nil {
+			c.hc = hc
+		}
+	}
+}
+
+// WithTokenSource sets the source of bearer tokens (app-only mode, or a
+// default for delegated mode).
+func WithTokenSource(ts oauth2.TokenSource) Option {
+	return func(c *Client) { c.ts = ts }
+}
+
+// New returns a Client for the Graph endpoint at baseURL, e.g.
+// "https://graph.microsoft.com/beta" (or an emulator's URL + "/beta").
+func New(baseURL string, opts ...Option) (*Client, error) {
+	u, err := url.Parse(baseURL)
+	if err != nil {
+		return nil, fmt.Errorf("graph: bad base URL: %w", err)
+	}
+	if (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		return nil, fmt.Errorf("graph: base URL must be an absolute http(s) URL without query, got %q", baseURL)
+	}
+	c := &Client{
+		base: strings.TrimRight(baseURL, "/"),
+		hc:   &http.Client{Timeout: 100 * time.Second},
+	}
+	for _, o := range opts {
+		o(c)
+	}
+	return c, nil
+}
+
+// WithTokenSource returns a copy of c that authenticates with ts, for
+// delegated mode (each admin's own token). c is unchanged; the copy shares
+// the HTTP client.
+func (c *Client) WithTokenSource(ts oauth2.TokenSource) *Client {
+	cp := *c
+	cp.ts = ts
+	return &cp
+}
+
+// createBody is the POST body, shaped like the documented example: no id,
+// no timestamps, collections always arrays.
+type createBody struct {
+	ODataType     string   `json:"@odata.type"`
+	Version       int32    `json:"version"`
+	DisplayName   string   `json:"displayName"`
+	Description   string   `json:"description"`
+	DeviceCartIDs []string `json:"deviceCartIds"`
+	ClassroomIDs  []string `json:"classroomIds"`
+}
+
+// Create creates a in Graph (a's ID and timestamps are ignored) and returns
+// the object Graph stored, with its new ID. Graph has no idempotency key: if
+// OutcomeUnknown(err), the object may exist; list before re-sending.
+func (c *Client) Create(ctx context.Context, a Association) (Association, error) {
+	body, err := json.Marshal(createBody{
+		ODataType:     ODataType,
+		Version:       a.Version,
+		DisplayName:   a.DisplayName,
+		Description:   a.Description,
+		DeviceCartIDs: nonNil(a.DeviceCartIDs),
+		ClassroomIDs:  nonNil(a.ClassroomIDs),
+	})
+	if err != nil {
+		return Association{}, err
+	}
+	res, err := c.do(ctx, http.MethodPost, c.base+resourcePath, body)
+	if err != nil {
+		return Association{}, err
+	}
+	var out Association
+	if err := res.decode(&out); err != nil {
+		return Association{}, err
+	}
+	if out.ID == "" {
+		return Association{}, res.fail(errors.New("created object has no id"))
+	}
+	return out, nil
+}
+
+// Update sends p as a PATCH to the object id. Graph's docs promise 200 with
+// the updated object, which is returned; Intune often answers 204 with no
+// body, and then Update returns nil, nil (use p.Apply on what was sent, or
+// Get). A 404 (IsNotFound) means the object was deleted remotely.
+func (c *Client) Update(ctx context.Context, id string, p Patch) (*Association, error) {
+	u, err := c.itemURL(id)
+	if err != nil {
+		return nil, err
+	}
+	body, err := json.Marshal(p)
+	if err != nil {
+		return nil, err
+	}
+	res, err := c.do(ctx, http.MethodPatch, u, body)
+	if err != nil {
+		return nil, err
+	}
+	if res.status == http.StatusNoContent || len(bytes.TrimSpace(res.body)) == 0 {
+		return nil, nil
+	}
+	var out Association
+	if err := res.decode(&out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// Get returns the object id. It accepts a bare object and, as old doc
+// examples show, one wrapped in {"value": {...}}.
+func (c *Client) Get(ctx context.Context, id string) (Association, error) {
+	u, err := c.itemURL(id)
+	if err != nil {
+		return Association{}, err
+	}
+	res, err := c.do(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return Association{}, err
+	}
+	var wrapped struct {
+		Value json.RawMessage `json:"value"`
+	}
+	if err := res.decode(&wrapped); err != nil {
+		return Association{}, err
+	}
+	var out Association
+	if v := bytes.TrimSpace(wrapped.Value); len(v) > 0 && v[0] == '{' {
+		if err := json.Unmarshal(v, &out); err != nil {
+			return Association{}, res.fail(fmt.Errorf("decode response: %w", err))
+		}
+	} else if err := res.decode(&out); err != nil {
+		return Association{}, err
+	}
+	if out.ID == "" {
+		return Association{}, res.fail(errors.New("response object has no id"))
+	}
+	return out, nil
+}
+
+// List returns every object, following @odata.nextLink until it is absent.
+// Pages may be empty. A nextLink is used as given but must stay on the
+// base URL's scheme and host, so the bearer token goes nowhere else.
+func (c *Client) List(ctx context.Context) ([]Association, error) {
+	base, err := url.Parse(c.base)
+	if err != nil {
+		return nil, err
+	}
+	next := c.base + resourcePath
+	seen := map[string]bool{}
+	var all []Association
+	for pages := 0; ; pages++ {
+		if pages >= maxPages {
+			return nil, fmt.Errorf("graph: list: more than %d pages", maxPages)
+		}
+		res, err := c.do(ctx, http.MethodGet, next, nil)
+		if err != nil {
+			return nil, err
+		}
+		var page struct {
+			Value    []Association `json:"value"`
+			NextLink string        `json:"@odata.nextLink"`
+		}
+		if err := res.decode(&page); err != nil {
+			return nil, err
+		}
+		all = append(all, page.Value...)
+		if page.NextLink == "" {
+			return all, nil
+		}
+		nu, err := res.req.Parse(page.NextLink)
+		if err != nil {
+			return nil, fmt.Errorf("graph: list: bad @odata.nextLink: %w", err)
+		}
+		if origin(nu) != origin(base) {
+			return nil, fmt.Errorf("graph: list: @odata.nextLink leaves %s://%s", base.Scheme, base.Host)
+		}
+		next = nu.String()
+		if seen[next] {
+			return nil, errors.New("graph: list: @odata.nextLink repeats")
+		}
+		seen[next] = true
+	}
+}
+
+// Delete deletes the object id. A 404 (IsNotFound) on a retried delete
+// means it is already gone.
+func (c *Client) Delete(ctx context.Context, id string) error {
+	u, err := c.itemURL(id)
+	if err != nil {
+		return err
+	}
+	_, err = c.do(ctx, http.MethodDelete, u, nil)
+	return err
+}
+
+// origin is scheme://host:port with the default port made explicit, so
+// graph.microsoft.com and graph.microsoft.com:443 compare equal.
+func origin(u *url.URL) string {
+	port := u.Port()
+	if port == "" {
+		port = map[string]string{"http": "80", "https": "443"}[strings.ToLower(u.Scheme)]
+	}
+	return strings.ToLower(u.Scheme) + "://" + strings.ToLower(u.Hostname()) + ":" + port
+}
+
+func (c *Client) itemURL(id string) (string, error) {
+	if strings.TrimSpace(id) == "" {
+		return "", errors.New("graph: empty id")
+	}
+	return c.base + resourcePath + "/" + url.PathEscape(id), nil
+}
+
+// result is a 2xx answer, body already read and closed.
+type result struct {
+	method string
+	req    *url.URL
+	status int
+	body   []byte
+}
+
+// decode unmarshals the body; a failure is reported as a TransportError
+// with Written set, since Graph did answer success.
+func (r *result) decode(v any) error {
+	if err := json.Unmarshal(r.body, v); err != nil {
+		return r.fail(fmt.Errorf("decode response: %w", err))
+	}
+	return nil
+}
+
+func (r *result) fail(err error) error {
+	return &TransportError{Method: r.method, Path: r.req.Path, Status: r.status, Written: true, Err: err}
+}
+
+// do performs one request. It sets the context, a fresh client-request-id,
+// Accept, Content-Type (with a body) and the bearer token; reads at most
+// maxBody bytes, drains and closes the body; returns *APIError for non-2xx
+// and *TransportError when no usable answer came back. It never logs and
+// never retries.
+func (c *Client) do(ctx context.Context, method, rawURL string, body []byte) (*result, error) {
+	if c.ts == nil {
+		return nil, ErrNoTokenSource
+	}
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	// Record whether the whole request went out, to tell a dial failure
+	// (nothing sent) from a lost response (Graph may have acted).
+	var written atomic.Bool
+	trace := &httptrace.ClientTrace{
+		WroteRequest: func(info httptrace.WroteRequestInfo) {
+			if info.Err == nil {
+				written.Store(true)
+			}
+		},
+	}
+	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, trace), method, rawURL, rd)
+	if err != nil {
+		return nil, fmt.Errorf("graph: build request: %w", err)
+	}
+	// Never set Idempotency-Key or X-Idempotency-Key: net/http would then
+	// silently re-send a POST on a broken keep-alive connection, and Graph
+	// has no idempotency keys, so that could create duplicates.
+	crid := uuid.NewString()
+	req.Header.Set("client-request-id", crid)
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", "cartclass")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	tok, err := c.ts.Token()
+	if err != nil {
+		return nil, fmt.Errorf("graph: get token: %w", err)
+	}
+	if tok.AccessToken == "" {
+		return nil, errors.New("graph: token source returned an empty access token")
+	}
+	req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
+
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, &TransportError{Method: method, Path: req.URL.Path, Written: written.Load(), Err: err}
+	}
+	defer func() {
+		// Drain a little so the connection can be reused, then close.
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		resp.Body.Close()
+	}()
+	data, readErr := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
+	tooBig := len(data) > maxBody
+	if tooBig {
+		data = data[:maxBody]
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		// A definite answer even if the body was cut short.
+		return nil, newAPIError(resp, data, crid)
+	}
+	res := &result{method: method, req: req.URL, status: resp.StatusCode, body: data}
+	switch {
+	case readErr != nil:
+		return nil, res.fail(fmt.Errorf("read response: %w", readErr))
+	case tooBig:
+		return nil, res.fail(fmt.Errorf("response larger than %d bytes", maxBody))
+	}
+	return res, nil
+}
