@@ -1,0 +1,105 @@
+package push
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/cartclass/cartclass/graph"
+	"golang.org/x/oauth2"
+)
+
+func TestClassify(t *testing.T) {
+	api := func(status int, retryAfter string) error {
+		e := &graph.APIError{Status: status}
+		if retryAfter != "" {
+			e.RetryAfter, e.HasRetryAfter = 2128*time.Millisecond, true
+		}
+		return fmt.Errorf("create: %w", e)
+	}
+	for _, tc := range []struct {
+		name   string
+		err    error
+		update bool
+		want   verdict
+		wait   time.Duration
+	}{
+		{"429 with Retry-After", api(429, "2.128"), false, throttle, 2128 * time.Millisecond},
+		{"429 without", api(429, ""), false, retry, 0},
+		{"500", api(500, ""), true, retry, 0},
+		{"503", api(503, ""), false, retry, 0},
+		{"504", api(504, ""), false, retry, 0},
+		{"408", api(408, ""), false, retry, 0},
+		{"400", api(400, ""), false, fail, 0},
+		{"422", api(422, ""), true, fail, 0},
+		{"409", api(409, ""), true, fail, 0},
+		{"401", api(401, ""), true, signIn, 0},
+		{"403", api(403, ""), false, permission, 0},
+		{"404 on PATCH", api(404, ""), true, deleted, 0},
+		{"404 on POST", api(404, ""), false, retry, 0},
+		{"transport", &graph.TransportError{Method: "POST", Written: true, Err: context.DeadlineExceeded}, false, retry, 0},
+		{"sign-in needed", fmt.Errorf("token: %w", ErrSignInNeeded), false, signIn, 0},
+		{"invalid_grant", fmt.Errorf("graph: get token: %w", &oauth2.RetrieveError{ErrorCode: "invalid_grant"}), false, signIn, 0},
+		{"other token error", fmt.Errorf("graph: get token: %w", &oauth2.RetrieveError{ErrorCode: "temporarily_unavailable"}), false, retry, 0},
+		{"paused", errPaused, false, postpone, 0},
+		{"store", errors.New("database is locked"), false, retry, 0},
+	} {
+		v, wait := classify(tc.err, tc.update)
+		if v != tc.want || wait != tc.wait {
+			t.Errorf("%s: classify = %v, %v; want %v, %v", tc.name, v, wait, tc.want, tc.wait)
+		}
+	}
+}
+
+func TestBackoffIsCappedFullJitter(t *testing.T) {
+	base, limit := 10*time.Millisecond, 80*time.Millisecond
+	for attempts, ceil := range []time.Duration{10, 20, 40, 80, 80, 80} {
+		ceil *= time.Millisecond
+		for range 200 {
+			if d := backoff(attempts, base, limit); d < 0 || d > ceil {
+				t.Fatalf("backoff(%d) = %v, want within [0, %v]", attempts, d, ceil)
+			}
+		}
+	}
+	if d := backoff(1000, time.Second, 5*time.Minute); d > 5*time.Minute {
+		t.Fatalf("backoff(1000) = %v past the cap", d)
+	}
+}
+
+func TestMissingScope(t *testing.T) {
+	configured := []string{"A.ReadWrite.All"}
+	named := &graph.APIError{Status: 403, Message: "Application must have one of the following scopes: " +
+		"DeviceManagementConfiguration.ReadWrite.All, DeviceManagementServiceConfig.ReadWrite.All - Operation ID: x"}
+	if got, want := missingScope(named, configured), "DeviceManagementConfiguration.ReadWrite.All or DeviceManagementServiceConfig.ReadWrite.All"; got != want {
+		t.Errorf("missingScope(named) = %q, want %q", got, want)
+	}
+	if got := missingScope(&graph.APIError{Status: 403, Message: "Forbidden."}, configured); got != "A.ReadWrite.All" {
+		t.Errorf("missingScope(unnamed) = %q, want the configured scope", got)
+	}
+}
+
+func TestBucketPaces(t *testing.T) {
+	t0 := time.Unix(0, 0)
+	b := newBucket(10, time.Second, t0) // burst 1, one token per 100 ms
+	if d := b.take(t0); d != 0 {
+		t.Fatalf("first take waits %v", d)
+	}
+	if d := b.take(t0); d != 100*time.Millisecond {
+		t.Fatalf("second take waits %v, want 100ms", d)
+	}
+	if d := b.take(t0.Add(100 * time.Millisecond)); d != 0 {
+		t.Fatalf("take after 100ms waits %v", d)
+	}
+	// In any one second: at most burst + 10 takes.
+	taken := 0
+	for ms := range 1000 {
+		if b.take(t0.Add(time.Duration(100+ms)*time.Millisecond)) == 0 {
+			taken++
+		}
+	}
+	if taken > 11 {
+		t.Fatalf("%d takes in one second, want at most 11", taken)
+	}
+}

@@ -1,0 +1,682 @@
+// Package push delivers saved associations to Microsoft Graph. Saves land in the store
+// with an outbox row in the same transaction; a Worker leases due rows, pushes each
+// association's latest state (POST when Graph does not have it yet, else a PATCH of only
+// the changed properties) and records the outcome. Leases keep one message in flight per
+// association, so a create always precedes its updates; a POST whose answer was lost is
+// reconciled by listing and adopting before it is ever re-sent. What to do with each kind
+// of failure is in policy.go.
+package push
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/cartclass/cartclass/graph"
+	"github.com/cartclass/cartclass/store"
+	"golang.org/x/oauth2"
+)
+
+// ErrSignInNeeded is what a TokenSourcer's error wraps when the author of a change has no
+// usable token: their changes wait (they do not fail) until they sign in again.
+var ErrSignInNeeded = errors.New("sign-in needed")
+
+// Store is what the worker needs of the store (implemented by *store.Store).
+type Store interface {
+	ClaimOutbox(ctx context.Context, owner string, now time.Time, lease time.Duration) (store.OutboxItem, error)
+	NextDue(ctx context.Context) (time.Time, error)
+	MarkCreateSent(ctx context.Context, id int64, owner string, sent store.SentCreate) error
+	ClearCreateSent(ctx context.Context, id int64, owner string) error
+	GraphIDInUse(ctx context.Context, graphID string) (bool, error)
+	CompleteCreate(ctx context.Context, id int64, owner string, p store.Pushed) error
+	CompleteUpdate(ctx context.Context, id int64, owner string, p store.Pushed) error
+	RetryLater(ctx context.Context, id int64, owner string, next time.Time, syncErr *store.SyncError) error
+	Postpone(ctx context.Context, id int64, owner string, next time.Time, syncErr *store.SyncError) error
+	Fail(ctx context.Context, id int64, owner string, syncErr *store.SyncError, pushed int64) error
+	MarkDeleted(ctx context.Context, id int64, owner string, syncErr *store.SyncError) error
+	ExpediteSubject(ctx context.Context, subject string, now time.Time) (int64, error)
+	QueueStats(ctx context.Context) (depth int, oldestWaiting time.Time, err error)
+}
+
+// TokenSourcer gives the token source to push a change with. In delegated mode it is the
+// author's (subject is UpdatedBy.Subject of the association) and is implemented by the web
+// layer; in app mode see AppTokens. It is asked again after a 401, which is its chance to
+// refresh. An error wrapping ErrSignInNeeded makes the change wait for a new sign-in.
+type TokenSourcer interface {
+	TokenSource(ctx context.Context, subject string) (oauth2.TokenSource, error)
+}
+
+// Invalidator is implemented by a TokenSourcer that caches tokens: after Graph answers 401
+// the worker calls Invalidate so the next TokenSource refreshes instead of handing back the
+// rejected token.
+type Invalidator interface {
+	Invalidate(subject string)
+}
+
+// AppTokens is the TokenSourcer of app-only mode: one client-credentials source for every
+// change, whoever made it.
+func AppTokens(ts oauth2.TokenSource) TokenSourcer { return appTokens{ts} }
+
+type appTokens struct{ ts oauth2.TokenSource }
+
+func (a appTokens) TokenSource(context.Context, string) (oauth2.TokenSource, error) { return a.ts, nil }
+
+// Status is the worker's state for the admins' banner.
+type Status struct {
+	// Paused is true while no request goes to Graph for any record: Reason is then
+	// "throttled" (until Until) or "permission" (Scope is missing; re-checked at Until).
+	Paused bool
+	// Reason is "throttled", "permission" or, when not paused but some admins' changes
+	// wait for them to sign in again, "signin"; empty when all is well.
+	Reason   string
+	Until    time.Time
+	Scope    string
+	Subjects []string // whose sign-in is needed, sorted
+	// LastSuccess is when Graph last accepted a push (zero if never since start).
+	LastSuccess time.Time
+}
+
+// Stats is the queue as admins see it.
+type Stats struct {
+	Depth         int           // associations waiting to be pushed (not counting failed or deleted)
+	OldestWaiting time.Time     // since when the oldest has waited; zero when none
+	OldestAge     time.Duration // now - OldestWaiting; zero when none
+}
+
+// Worker pushes the outbox to Graph. Create it with New and start it with Run.
+type Worker struct {
+	st     Store
+	gc     *graph.Client
+	tokens TokenSourcer
+
+	log             *slog.Logger
+	now             func() time.Time
+	concurrency     int
+	lease           time.Duration
+	backoffBase     time.Duration
+	backoffMax      time.Duration
+	permRecheck     time.Duration
+	signInRecheck   time.Duration
+	maxIdle         time.Duration
+	scopes          []string
+	owner           string
+	writes, perTime int
+
+	bucket *bucket
+
+	mu          sync.Mutex
+	wake        chan struct{} // closed and replaced by Kick: wakes every idle pusher
+	throttled   time.Time     // no request before this
+	permUntil   time.Time     // paused for a missing permission until this (zero: not)
+	permScope   string
+	signIn      map[string]time.Time // author's subject → when to ask their token source again
+	lastSuccess time.Time
+}
+
+// Option configures a Worker.
+type Option func(*Worker)
+
+// WithLogger sets the logger (default: discard).
+func WithLogger(l *slog.Logger) Option {
+	return func(w *Worker) {
+		if l != nil {
+			w.log = l
+		}
+	}
+}
+
+// WithClock sets the clock (default time.Now).
+func WithClock(now func() time.Time) Option {
+	return func(w *Worker) {
+		if now != nil {
+			w.now = now
+		}
+	}
+}
+
+// WithConcurrency sets how many associations are pushed at once (default 4). Each one
+// still has at most one request in flight.
+func WithConcurrency(n int) Option {
+	return func(w *Worker) { w.concurrency = max(n, 1) }
+}
+
+// WithWritesPer20s paces writes (POST, PATCH) to n per 20 s, so that a bulk change stays
+// under Intune's limit (100 per 20 s per app) and never earns a 429. Default 90; n <= 0
+// lifts pacing.
+func WithWritesPer20s(n int) Option { return WithWriteRate(n, 20*time.Second) }
+
+// WithWriteRate paces writes to n per period (n <= 0 lifts pacing). The burst is a tenth
+// of n, so no window of that length ever sees more than n + n/10 writes: 99 for the
+// default 90 per 20 s, under Intune's 100.
+func WithWriteRate(n int, per time.Duration) Option {
+	return func(w *Worker) { w.writes, w.perTime = n, int(per) }
+}
+
+// WithBackoff sets the base and the cap of the per-item exponential backoff (default 1 s
+// and 5 min).
+func WithBackoff(base, max time.Duration) Option {
+	return func(w *Worker) { w.backoffBase, w.backoffMax = base, max }
+}
+
+// WithLease sets how long a claimed item stays leased (default 3 min). An attempt is cut
+// short well before its lease ends; after a crash, the items in flight are picked up again
+// when their leases end.
+func WithLease(d time.Duration) Option {
+	return func(w *Worker) {
+		if d > 0 {
+			w.lease = d
+		}
+	}
+}
+
+// WithPermissionRecheck sets how long a 403 pauses the queue before it is tried again
+// without Resume (default 5 min).
+func WithPermissionRecheck(d time.Duration) Option { return func(w *Worker) { w.permRecheck = d } }
+
+// WithSignInRecheck sets how long an author's changes wait for a sign-in before their
+// token source is asked again anyway (default 5 min).
+func WithSignInRecheck(d time.Duration) Option { return func(w *Worker) { w.signInRecheck = d } }
+
+// WithScopes sets the Graph scopes the app is configured with, named in the permission
+// status when Graph's 403 does not name one.
+func WithScopes(scopes ...string) Option { return func(w *Worker) { w.scopes = slices.Clone(scopes) } }
+
+// WithOwner sets the prefix of the lease owner names (default host-pid-random).
+func WithOwner(owner string) Option { return func(w *Worker) { w.owner = owner } }
+
+// New returns a Worker pushing st's outbox through gc, with tokens from tokens.
+func New(st Store, gc *graph.Client, tokens TokenSourcer, opts ...Option) *Worker {
+	w := &Worker{
+		st: st, gc: gc, tokens: tokens,
+		log:           slog.New(slog.DiscardHandler),
+		now:           time.Now,
+		concurrency:   4,
+		lease:         3 * time.Minute,
+		backoffBase:   time.Second,
+		backoffMax:    5 * time.Minute,
+		permRecheck:   5 * time.Minute,
+		signInRecheck: 5 * time.Minute,
+		maxIdle:       time.Minute,
+		scopes:        []string{"DeviceManagementConfiguration.ReadWrite.All", "DeviceManagementServiceConfig.ReadWrite.All"},
+		writes:        90,
+		perTime:       int(20 * time.Second),
+		wake:          make(chan struct{}),
+		signIn:        map[string]time.Time{},
+	}
+	for _, o := range opts {
+		o(w)
+	}
+	if w.owner == "" {
+		host, _ := os.Hostname()
+		var b [4]byte
+		_, _ = rand.Read(b[:])
+		w.owner = fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b[:]))
+	}
+	if w.writes > 0 && w.perTime > 0 {
+		w.bucket = newBucket(w.writes, time.Duration(w.perTime), w.now())
+	}
+	return w
+}
+
+// Kick wakes idle pushers to look for due items now (call it after each save).
+func (w *Worker) Kick() {
+	w.mu.Lock()
+	close(w.wake)
+	w.wake = make(chan struct{})
+	w.mu.Unlock()
+}
+
+// Resume lifts a pause for a missing permission (e.g. after an admin granted consent).
+// A throttling pause cannot be lifted: Graph's Retry-After is always honoured.
+func (w *Worker) Resume() {
+	w.mu.Lock()
+	w.permUntil, w.permScope = time.Time{}, ""
+	w.mu.Unlock()
+	w.Kick()
+}
+
+// SignedIn tells the worker that subject signed in again: their waiting changes are due
+// now, and a permission pause is lifted (the new sign-in may carry the missing consent).
+func (w *Worker) SignedIn(ctx context.Context, subject string) error {
+	w.mu.Lock()
+	delete(w.signIn, subject)
+	w.permUntil, w.permScope = time.Time{}, ""
+	w.mu.Unlock()
+	_, err := w.st.ExpediteSubject(ctx, subject, w.now())
+	w.Kick()
+	return err
+}
+
+// Status reports pauses and sign-ins needed. It is safe for concurrent use.
+func (w *Worker) Status() Status {
+	now := w.now()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	s := Status{LastSuccess: w.lastSuccess}
+	for sub := range w.signIn {
+		s.Subjects = append(s.Subjects, sub)
+	}
+	slices.Sort(s.Subjects)
+	switch {
+	case now.Before(w.throttled):
+		s.Paused, s.Reason, s.Until = true, "throttled", w.throttled
+	case now.Before(w.permUntil):
+		s.Paused, s.Reason, s.Until, s.Scope = true, "permission", w.permUntil, w.permScope
+	case len(s.Subjects) > 0:
+		s.Reason = "signin"
+	}
+	return s
+}
+
+// Stats reports the queue depth and the oldest waiting change.
+func (w *Worker) Stats(ctx context.Context) (Stats, error) {
+	depth, oldest, err := w.st.QueueStats(ctx)
+	if err != nil {
+		return Stats{}, err
+	}
+	s := Stats{Depth: depth, OldestWaiting: oldest}
+	if !oldest.IsZero() {
+		s.OldestAge = max(w.now().Sub(oldest), 0)
+	}
+	return s, nil
+}
+
+// Run pushes due items until ctx is done, with the configured number of pushers.
+func (w *Worker) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	for i := range w.concurrency {
+		owner := fmt.Sprintf("%s/%d", w.owner, i)
+		wg.Go(func() { w.loop(ctx, owner) })
+	}
+	wg.Wait()
+}
+
+// loop is one pusher: claim a due item, push it, repeat; sleep while paused or idle.
+func (w *Worker) loop(ctx context.Context, owner string) {
+	for ctx.Err() == nil {
+		// Take the wake channel before looking for work, so a Kick after an empty
+		// claim is never missed.
+		w.mu.Lock()
+		wake := w.wake
+		w.mu.Unlock()
+		if d := w.pausedFor(); d > 0 {
+			sleep(ctx, d, wake)
+			continue
+		}
+		it, err := w.st.ClaimOutbox(ctx, owner, w.now(), w.lease)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			sleep(ctx, w.idleFor(ctx), wake)
+		case err != nil:
+			if ctx.Err() == nil {
+				w.log.Error("push_claim_failed", "err", err)
+				sleep(ctx, time.Second, wake)
+			}
+		default:
+			w.handle(ctx, owner, it)
+		}
+	}
+}
+
+// idleFor is how long to sleep when nothing is due: until the next row is, at most maxIdle.
+func (w *Worker) idleFor(ctx context.Context) time.Duration {
+	next, err := w.st.NextDue(ctx)
+	if err != nil {
+		return w.maxIdle // nothing queued (or the store failed): a Kick wakes us
+	}
+	return min(max(next.Sub(w.now()), 0), w.maxIdle)
+}
+
+// pausedFor is how long the whole queue stays paused from now (0: not paused).
+func (w *Worker) pausedFor() time.Duration {
+	now := w.now()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return max(w.throttled.Sub(now), w.permUntil.Sub(now), 0)
+}
+
+// gate is passed before every request to Graph: it refuses while the queue is paused and,
+// for writes, waits for the pacing bucket.
+func (w *Worker) gate(ctx context.Context, write bool) error {
+	for {
+		if w.pausedFor() > 0 {
+			return errPaused
+		}
+		if !write || w.bucket == nil {
+			return nil
+		}
+		d := w.bucket.take(w.now())
+		if d == 0 {
+			// A pause may have begun while we waited for the bucket.
+			if w.pausedFor() > 0 {
+				return errPaused
+			}
+			return nil
+		}
+		if !sleep(ctx, d, nil) {
+			return fmt.Errorf("%w: %w", errPaused, ctx.Err())
+		}
+	}
+}
+
+// handle makes one attempt to push it and records the outcome.
+func (w *Worker) handle(ctx context.Context, owner string, it store.OutboxItem) {
+	subject := it.Association.UpdatedBy.Subject
+	w.mu.Lock()
+	waiting := w.now().Before(w.signIn[subject])
+	w.mu.Unlock()
+	var err error
+	if waiting {
+		err = fmt.Errorf("%w: %s", ErrSignInNeeded, subject)
+	} else {
+		actx, cancel := context.WithTimeout(ctx, w.lease*2/3)
+		err = w.attempt(actx, owner, subject, &it)
+		cancel()
+	}
+	// Record the outcome even if ctx ended meanwhile (the worker is stopping).
+	bctx, cancel := bookkeeping(ctx)
+	defer cancel()
+	if err == nil {
+		w.mu.Lock()
+		w.lastSuccess = w.now()
+		delete(w.signIn, subject)
+		w.mu.Unlock()
+		return
+	}
+	w.settle(bctx, ctx, owner, subject, it, err)
+}
+
+// attempt pushes the item with the author's token, asking for a fresh token once after
+// a 401.
+func (w *Worker) attempt(ctx context.Context, owner, subject string, it *store.OutboxItem) error {
+	ts, err := w.tokens.TokenSource(ctx, subject)
+	if err != nil {
+		return fmt.Errorf("token source: %w", err)
+	}
+	err = w.send(ctx, owner, w.gc.WithTokenSource(ts), it)
+	var ae *graph.APIError
+	if !errors.As(err, &ae) || ae.Status != 401 {
+		return err
+	}
+	w.log.Info("graph_push_unauthorized", "association_id", it.Association.ID,
+		"request_id", ae.RequestID, "client_request_id", ae.ClientRequestID, "next", "refresh")
+	if inv, ok := w.tokens.(Invalidator); ok {
+		inv.Invalidate(subject)
+	}
+	if ts, err = w.tokens.TokenSource(ctx, subject); err != nil {
+		return fmt.Errorf("token source: %w", err)
+	}
+	return w.send(ctx, owner, w.gc.WithTokenSource(ts), it)
+}
+
+// send pushes the item's current state: a create if Graph does not have it yet, else an
+// update. On success the outcome is already recorded.
+func (w *Worker) send(ctx context.Context, owner string, gc *graph.Client, it *store.OutboxItem) error {
+	if it.Association.GraphID == "" {
+		return w.create(ctx, owner, gc, it)
+	}
+	return w.update(ctx, owner, gc, it)
+}
+
+func (w *Worker) create(ctx context.Context, owner string, gc *graph.Client, it *store.OutboxItem) error {
+	a := it.Association
+	if it.CreateSent != nil {
+		// An earlier POST may have created the object although its answer was lost:
+		// adopt it rather than create a duplicate.
+		adopted, err := w.adopt(ctx, owner, gc, it)
+		if adopted || err != nil {
+			return err
+		}
+	}
+	if err := w.gate(ctx, true); err != nil {
+		return err
+	}
+	sent := store.SentCreate{At: w.now(), Revision: a.Revision, Fields: a.Fields}
+	if err := w.st.MarkCreateSent(ctx, a.ID, owner, sent); err != nil {
+		return err
+	}
+	it.CreateSent = &sent
+	obj, err := gc.Create(ctx, toGraph(a.Fields))
+	bctx, cancel := bookkeeping(ctx)
+	defer cancel()
+	if err != nil {
+		if !graph.OutcomeUnknown(err) {
+			// A definite refusal created nothing: no need to list before the next POST.
+			if cerr := w.st.ClearCreateSent(bctx, a.ID, owner); cerr == nil {
+				it.CreateSent = nil
+			}
+		}
+		return err
+	}
+	return w.st.CompleteCreate(bctx, a.ID, owner, store.Pushed{
+		GraphID: obj.ID, GraphCreatedAt: obj.CreatedDateTime, GraphModifiedAt: obj.LastModifiedDateTime,
+		Revision: a.Revision, Fields: fromGraph(obj),
+	})
+}
+
+// adopt lists the remote objects and links the association to one that holds what it
+// holds now, or what the unanswered POST carried, and that no other association is
+// linked to.
+func (w *Worker) adopt(ctx context.Context, owner string, gc *graph.Client, it *store.OutboxItem) (bool, error) {
+	if err := w.gate(ctx, false); err != nil {
+		return false, err
+	}
+	remote, err := gc.List(ctx)
+	if err != nil {
+		return false, err
+	}
+	a := it.Association
+	for _, r := range remote {
+		var rev int64
+		switch f := fromGraph(r); {
+		case f.Equal(a.Fields):
+			rev = a.Revision
+		case f.Equal(it.CreateSent.Fields):
+			rev = it.CreateSent.Revision
+		default:
+			continue
+		}
+		inUse, err := w.st.GraphIDInUse(ctx, r.ID)
+		if err != nil {
+			return false, err
+		}
+		if inUse {
+			continue
+		}
+		w.log.Info("graph_create_adopted", "association_id", a.ID, "graph_id", r.ID, "revision", rev)
+		bctx, cancel := bookkeeping(ctx)
+		defer cancel()
+		return true, w.st.CompleteCreate(bctx, a.ID, owner, store.Pushed{
+			GraphID: r.ID, GraphCreatedAt: r.CreatedDateTime, GraphModifiedAt: r.LastModifiedDateTime,
+			Revision: rev, Fields: fromGraph(r),
+		})
+	}
+	return false, nil
+}
+
+func (w *Worker) update(ctx context.Context, owner string, gc *graph.Client, it *store.OutboxItem) error {
+	a := it.Association
+	cur := toGraph(a.Fields)
+	var base graph.Association
+	var p graph.Patch
+	if it.SyncedFields == nil {
+		// What Graph holds is unknown (linked before the outbox existed): send everything.
+		p = fullPatch(cur)
+	} else {
+		base = toGraph(*it.SyncedFields)
+		p = graph.Diff(base, cur)
+	}
+	if p.IsEmpty() {
+		return w.st.CompleteUpdate(ctx, a.ID, owner, store.Pushed{Revision: a.Revision, Fields: a.Fields})
+	}
+	if err := w.gate(ctx, true); err != nil {
+		return err
+	}
+	obj, err := gc.Update(ctx, a.GraphID, p)
+	if err != nil {
+		return err
+	}
+	bctx, cancel := bookkeeping(ctx)
+	defer cancel()
+	held, modified := p.Apply(base), time.Time{}
+	if obj != nil { // 200 with the object; 204 tells only that what was sent applied
+		held, modified = *obj, obj.LastModifiedDateTime
+	}
+	return w.st.CompleteUpdate(bctx, a.ID, owner, store.Pushed{
+		GraphModifiedAt: modified, Revision: a.Revision, Fields: fromGraph(held),
+	})
+}
+
+// bookkeeping is the context for recording an outcome Graph has already acted on: it
+// outlives the attempt's deadline and the worker's stop.
+func bookkeeping(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+}
+
+// settle records a failed attempt according to the policy and logs it once.
+func (w *Worker) settle(bctx, ctx context.Context, owner, subject string, it store.OutboxItem, err error) {
+	a := it.Association
+	if errors.Is(err, store.ErrLeaseLost) {
+		w.log.Warn("graph_push_lease_lost", "association_id", a.ID)
+		return
+	}
+	update := a.GraphID != ""
+	v, wait := classify(err, update)
+	if ctx.Err() != nil && v == retry {
+		v = postpone // stopping: not the record's fault
+	}
+	now := w.now()
+	syncErr := syncErrorOf(err)
+	attrs := []any{"association_id", a.ID, "revision", a.Revision, "op", op(update), "action", v.String(),
+		"attempts", it.Attempts + 1, "err", err.Error()}
+	var ae *graph.APIError
+	if errors.As(err, &ae) {
+		attrs = append(attrs, "status", ae.Status, "code", ae.Code, "request_id", ae.RequestID,
+			"client_request_id", ae.ClientRequestID)
+	}
+	var serr error
+	switch v {
+	case retry:
+		d := backoff(it.Attempts, w.backoffBase, w.backoffMax)
+		attrs = append(attrs, "retry_in", d)
+		serr = w.st.RetryLater(bctx, a.ID, owner, now.Add(d), syncErr)
+	case throttle:
+		until := now.Add(wait)
+		w.mu.Lock()
+		if until.After(w.throttled) {
+			w.throttled = until
+		}
+		w.mu.Unlock()
+		attrs = append(attrs, "paused_until", until)
+		serr = w.st.Postpone(bctx, a.ID, owner, until, syncErr)
+	case permission:
+		scope := missingScope(err, w.scopes)
+		w.mu.Lock()
+		w.permUntil, w.permScope = now.Add(w.permRecheck), scope
+		w.mu.Unlock()
+		attrs = append(attrs, "scope", scope)
+		serr = w.st.Postpone(bctx, a.ID, owner, now, syncErr)
+	case signIn:
+		w.mu.Lock()
+		w.signIn[subject] = now.Add(w.signInRecheck)
+		w.mu.Unlock()
+		syncErr = &store.SyncError{Status: syncErr.Status, Code: "SignInNeeded", Message: "sign-in needed: " + subject,
+			RequestID: syncErr.RequestID}
+		serr = w.st.Postpone(bctx, a.ID, owner, now.Add(w.signInRecheck), syncErr)
+	case fail:
+		serr = w.st.Fail(bctx, a.ID, owner, syncErr, a.Revision)
+	case deleted:
+		serr = w.st.MarkDeleted(bctx, a.ID, owner, syncErr)
+	case postpone:
+		// Nothing reached Graph (paused meanwhile, or stopping): due again right away;
+		// the loop waits out the pause before claiming it.
+		serr = w.st.Postpone(bctx, a.ID, owner, now, nil)
+	}
+	if v == postpone && !errors.Is(err, context.Canceled) {
+		w.log.Debug("graph_push_postponed", attrs...)
+	} else if v != postpone {
+		if ae != nil && ae.Message != "" {
+			attrs = append(attrs, "graph_message", ae.Message)
+		}
+		w.log.Warn("graph_push_failed", attrs...)
+	}
+	if serr != nil && !errors.Is(serr, store.ErrLeaseLost) {
+		w.log.Error("push_record_failed", "association_id", a.ID, "err", serr)
+	}
+}
+
+func op(update bool) string {
+	if update {
+		return "update"
+	}
+	return "create"
+}
+
+// sleep waits d, until wake is closed, or until ctx ends (then it returns false).
+func sleep(ctx context.Context, d time.Duration, wake <-chan struct{}) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-wake:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func toGraph(f store.Fields) graph.Association {
+	return graph.Association{Version: f.Version, DisplayName: f.DisplayName, Description: f.Description,
+		DeviceCartIDs: slices.Clone(f.DeviceCartIDs), ClassroomIDs: slices.Clone(f.ClassroomIDs)}
+}
+
+func fromGraph(a graph.Association) store.Fields {
+	return store.Fields{DisplayName: a.DisplayName, Description: a.Description, Version: a.Version,
+		DeviceCartIDs: slices.Clone(a.DeviceCartIDs), ClassroomIDs: slices.Clone(a.ClassroomIDs)}
+}
+
+// fullPatch sets every writable property.
+func fullPatch(a graph.Association) graph.Patch {
+	return graph.Patch{Version: &a.Version, DisplayName: &a.DisplayName, Description: &a.Description,
+		DeviceCartIDs: append([]string{}, a.DeviceCartIDs...), ClassroomIDs: append([]string{}, a.ClassroomIDs...)}
+}
+
+// bucket is a token bucket pacing writes: n per period, holding at most burst tokens.
+type bucket struct {
+	mu       sync.Mutex
+	interval time.Duration // one token per interval
+	burst    float64
+	tokens   float64
+	last     time.Time
+}
+
+func newBucket(n int, per time.Duration, now time.Time) *bucket {
+	burst := float64(max(n/10, 1))
+	return &bucket{interval: per / time.Duration(n), burst: burst, tokens: burst, last: now}
+}
+
+// take takes a token and returns 0, or returns how long until one is available.
+func (b *bucket) take(now time.Time) time.Duration {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if now.After(b.last) {
+		b.tokens = min(b.burst, b.tokens+float64(now.Sub(b.last))/float64(b.interval))
+		b.last = now
+	}
+	if b.tokens >= 1 {
+		b.tokens--
+		return 0
+	}
+	return time.Duration((1 - b.tokens) * float64(b.interval))
+}
