@@ -1,0 +1,142 @@
+package views
+
+import (
+	"strings"
+
+	"github.com/cartclass/cartclass/store"
+)
+
+// Names of the association form's fields, shared by the views and the handlers that parse
+// the form.
+const (
+	FieldDisplayName   = "displayName"
+	FieldDescription   = "description"
+	FieldVersion       = "version"
+	FieldDeviceCartIDs = "deviceCartIds"
+	FieldClassroomIDs  = "classroomIds"
+	FieldRevision      = "revision"
+)
+
+// AssociationList is the association list page's table: one page of search results.
+type AssociationList struct {
+	Query   string
+	Sort    string
+	Page    int
+	PerPage int
+	Total   int
+	Items   []store.Association
+	// NotSynced limits the list to associations Graph does not hold yet.
+	NotSynced bool
+}
+
+// url is this list's address with another sort and page, keeping search and filter.
+func (l AssociationList) url(sort string, page int) string {
+	u := ListURL(l.Query, sort, page)
+	if !l.NotSynced {
+		return u
+	}
+	if strings.Contains(u, "?") {
+		return u + "&state=notsynced"
+	}
+	return u + "?state=notsynced"
+}
+
+// Pages is the number of pages of results (at least 1).
+func (l AssociationList) Pages() int {
+	if l.PerPage < 1 || l.Total == 0 {
+		return 1
+	}
+	return (l.Total + l.PerPage - 1) / l.PerPage
+}
+
+func (l AssociationList) first() int { return (l.Page-1)*l.PerPage + 1 }
+func (l AssociationList) last() int  { return l.first() + len(l.Items) - 1 }
+
+// sortLink is where a column header points: the column's ascending order, or its reverse
+// when it is the current order.
+func (l AssociationList) sortLink(column string) string {
+	next := column
+	if l.Sort == column {
+		next = "-" + column
+	}
+	return l.url(next, 1)
+}
+
+// ariaSort is the aria-sort value of a column header.
+func (l AssociationList) ariaSort(column string) string {
+	switch l.Sort {
+	case column:
+		return "ascending"
+	case "-" + column:
+		return "descending"
+	}
+	return "none"
+}
+
+// AssociationValues are the form's values as typed, kept verbatim so a re-rendered form
+// never loses input.
+type AssociationValues struct {
+	DisplayName   string
+	Description   string
+	Version       string
+	DeviceCartIDs string
+	ClassroomIDs  string
+}
+
+// AssociationForm is the create or edit form.
+type AssociationForm struct {
+	ID       int64 // 0 for a new association
+	Revision int64 // the revision the form was loaded from
+	Values   AssociationValues
+	Errors   map[string]string // field name → message
+}
+
+func (f AssociationForm) action() string {
+	if f.ID == 0 {
+		return "/associations"
+	}
+	return AssociationURL(f.ID)
+}
+
+// draftKey names the browser-side draft of this form: per association and revision, so a
+// draft never lands on a newer version than the one it was typed over.
+func (f AssociationForm) draftKey() string {
+	if f.ID == 0 {
+		return "cartclass-draft:new"
+	}
+	return "cartclass-draft:" + itoa(f.ID) + "@" + itoa(f.Revision)
+}
+
+func (f AssociationForm) cancelURL() string {
+	if f.ID == 0 {
+		return "/associations"
+	}
+	return AssociationURL(f.ID)
+}
+
+// fieldOrder is the order of fields in the form and its error summary.
+var fieldOrder = []struct{ Name, Label string }{
+	{FieldDisplayName, "Display name"},
+	{FieldDescription, "Description"},
+	{FieldVersion, "Version"},
+	{FieldDeviceCartIDs, "Device cart IDs"},
+	{FieldClassroomIDs, "Classroom IDs"},
+}
+
+// Conflict is what the 409 page shows: the admin's change next to what is stored now.
+type Conflict struct {
+	Mine    store.Fields // the admin's change, normalised
+	Current store.Association
+	Form    AssociationForm // the admin's input, re-based on the current revision
+}
+
+// ValuesOf turns stored fields into form values (one id per line).
+func ValuesOf(f store.Fields) AssociationValues {
+	return AssociationValues{
+		DisplayName:   f.DisplayName,
+		Description:   f.Description,
+		Version:       itoa(f.Version),
+		DeviceCartIDs: strings.Join(f.DeviceCartIDs, "\n"),
+		ClassroomIDs:  strings.Join(f.ClassroomIDs, "\n"),
+	}
+}
