@@ -1,0 +1,223 @@
+package web
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/cartclass/cartclass/store"
+	"github.com/cartclass/cartclass/views"
+)
+
+const (
+	perPage = 50
+	// maxPage bounds the page number so the offset cannot overflow; a larger one is past
+	// the end of any list and shows the last page.
+	maxPage = 1 << 20
+)
+
+var listCrumb = views.Crumb{Label: "Associations", URL: "/associations"}
+
+func (s *Server) handleHome(w http.ResponseWriter, r *http.Request) {
+	http.Redirect(w, r, "/associations", http.StatusSeeOther)
+}
+
+func (s *Server) handleHealthz(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if err := s.store.Ping(r.Context()); err != nil {
+		s.log.Error("health check failed", "err", err)
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintln(w, "database unavailable")
+		return
+	}
+	fmt.Fprintln(w, "ok")
+}
+
+func (s *Server) handleAssociationList(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	// A query is one line: a line break would let it match across two values.
+	query := strings.Join(strings.FieldsFunc(q.Get("q"), func(r rune) bool { return r == '\n' || r == '\r' }), " ")
+	l := views.AssociationList{Query: query, Sort: q.Get("sort"), PerPage: perPage, NotSynced: q.Get("state") == "notsynced"}
+	if !store.ValidSort(l.Sort) {
+		l.Sort = store.SortModifiedDesc
+	}
+	l.Page, _ = strconv.Atoi(q.Get("page"))
+	l.Page = min(max(l.Page, 1), maxPage) // past the end is handled below
+
+	res, err := s.store.ListAssociations(r.Context(), store.ListFilter{Query: l.Query, Sort: l.Sort, Page: l.Page, PerPage: perPage, NotSynced: l.NotSynced})
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	l.Items, l.Total = res.Items, res.Total
+	if len(l.Items) == 0 && l.Total > 0 {
+		// A bookmarked page past the end: show the last page rather than nothing.
+		l.Page = l.Pages()
+		if res, err = s.store.ListAssociations(r.Context(), store.ListFilter{Query: l.Query, Sort: l.Sort, Page: l.Page, PerPage: perPage, NotSynced: l.NotSynced}); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		l.Items, l.Total = res.Items, res.Total
+	}
+
+	if isHTMX(r) && r.Header.Get("HX-Target") == "association-table" {
+		s.render(w, r, http.StatusOK, views.TableFragment(l))
+		return
+	}
+	s.render(w, r, http.StatusOK, views.AssociationsPage(s.page(w, r, "Associations"), l))
+}
+
+func (s *Server) handleAssociationNew(w http.ResponseWriter, r *http.Request) {
+	f := views.AssociationForm{Values: views.AssociationValues{Version: "1"}}
+	s.renderForm(w, r, http.StatusOK, "New association", f)
+}
+
+func (s *Server) handleAssociationCreate(w http.ResponseWriter, r *http.Request) {
+	in, err := parseAssociationForm(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	fields, errs := validateAssociation(in)
+	if len(errs) > 0 {
+		s.renderForm(w, r, http.StatusUnprocessableEntity, "New association", views.AssociationForm{Values: in, Errors: errs})
+		return
+	}
+	a, err := s.store.CreateAssociation(r.Context(), fields, s.actor(r))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.kick()
+	setFlash(w, "created")
+	redirect(w, r, views.AssociationURL(a.ID))
+}
+
+func (s *Server) handleAssociationValidate(w http.ResponseWriter, r *http.Request) {
+	in, err := parseAssociationForm(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	field := r.URL.Query().Get("field")
+	switch field {
+	case views.FieldDisplayName, views.FieldDescription, views.FieldVersion, views.FieldDeviceCartIDs, views.FieldClassroomIDs:
+	default:
+		s.fail(w, r, fmt.Errorf("%w: unknown field %q", errBadRequest, field))
+		return
+	}
+	_, errs := validateAssociation(in)
+	s.render(w, r, http.StatusOK, views.FieldMessageContent(field, errs[field]))
+}
+
+func (s *Server) handleAssociationShow(w http.ResponseWriter, r *http.Request) {
+	a, err := s.loadAssociation(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	p := s.page(w, r, a.DisplayName, listCrumb, views.Crumb{Label: a.DisplayName})
+	s.render(w, r, http.StatusOK, views.AssociationDetailPage(p, a))
+}
+
+func (s *Server) handleAssociationEdit(w http.ResponseWriter, r *http.Request) {
+	a, err := s.loadAssociation(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	f := views.AssociationForm{ID: a.ID, Revision: a.Revision, Values: views.ValuesOf(a.Fields)}
+	s.renderForm(w, r, http.StatusOK, "Edit "+a.DisplayName, f)
+}
+
+func (s *Server) handleAssociationUpdate(w http.ResponseWriter, r *http.Request) {
+	id, err := pathID(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	in, err := parseAssociationForm(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	revision, err := strconv.ParseInt(r.PostForm.Get(views.FieldRevision), 10, 64)
+	if err != nil || revision < 1 {
+		s.fail(w, r, fmt.Errorf("%w: revision %q", errBadRequest, r.PostForm.Get(views.FieldRevision)))
+		return
+	}
+	f := views.AssociationForm{ID: id, Revision: revision, Values: in}
+	fields, errs := validateAssociation(in)
+	if len(errs) > 0 {
+		f.Errors = errs
+		s.renderForm(w, r, http.StatusUnprocessableEntity, "Edit association", f)
+		return
+	}
+
+	_, err = s.store.UpdateAssociation(r.Context(), id, revision, fields, s.actor(r))
+	var conflict *store.ConflictError
+	switch {
+	case errors.Is(err, store.ErrUnchanged):
+		setFlash(w, "unchanged")
+	case errors.As(err, &conflict):
+		s.renderConflict(w, r, fields, in, conflict.Current)
+		return
+	case err != nil:
+		s.fail(w, r, err)
+		return
+	default:
+		s.kick()
+		setFlash(w, "updated")
+	}
+	redirect(w, r, views.AssociationURL(id))
+}
+
+// renderConflict answers 409 with both versions. htmx saves get the conflict view swapped
+// into the page's main region instead of the form.
+func (s *Server) renderConflict(w http.ResponseWriter, r *http.Request, mine store.Fields, in views.AssociationValues, cur store.Association) {
+	c := views.Conflict{
+		Mine:    mine,
+		Current: cur,
+		Form:    views.AssociationForm{ID: cur.ID, Revision: cur.Revision, Values: in},
+	}
+	if isHTMX(r) {
+		w.Header().Set("HX-Retarget", "#main")
+		w.Header().Set("HX-Reswap", "innerHTML show:window:top")
+	}
+	p := s.page(w, r, "Conflicting edit", listCrumb, views.Crumb{Label: cur.DisplayName, URL: views.AssociationURL(cur.ID)}, views.Crumb{Label: "Conflict"})
+	s.renderPage(w, r, http.StatusConflict, views.ConflictPage(p, c), views.ConflictView(c))
+}
+
+// renderForm renders the association form page, or just the form for htmx.
+func (s *Server) renderForm(w http.ResponseWriter, r *http.Request, status int, title string, f views.AssociationForm) {
+	crumbs := []views.Crumb{listCrumb, {Label: "New"}}
+	if f.ID != 0 {
+		crumbs = []views.Crumb{listCrumb, {Label: "Association", URL: views.AssociationURL(f.ID)}, {Label: "Edit"}}
+	}
+	s.renderPage(w, r, status, views.AssociationFormPage(s.page(w, r, title, crumbs...), f), views.AssociationFormView(f))
+}
+
+// actor is the signed-in user as the audit fields record them.
+func (s *Server) actor(r *http.Request) store.Actor {
+	u, _ := s.currentUser(r)
+	return u.Actor()
+}
+
+func (s *Server) loadAssociation(r *http.Request) (store.Association, error) {
+	id, err := pathID(r)
+	if err != nil {
+		return store.Association{}, err
+	}
+	return s.store.GetAssociation(r.Context(), id)
+}
+
+// pathID reads the {id} path segment; anything but a positive integer is "not found".
+func pathID(r *http.Request) (int64, error) {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil || id < 1 {
+		return 0, store.ErrNotFound
+	}
+	return id, nil
+}

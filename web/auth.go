@@ -1,0 +1,494 @@
+package web
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+	"golang.org/x/oauth2"
+
+	"github.com/cartclass/cartclass/store"
+	"github.com/cartclass/cartclass/views"
+)
+
+// Role is what a signed-in person may do.
+type Role int
+
+// Roles, in increasing power.
+const (
+	RoleNone Role = iota
+	RoleViewer
+	RoleAdmin
+)
+
+func (r Role) String() string {
+	switch r {
+	case RoleAdmin:
+		return "Admin"
+	case RoleViewer:
+		return "Viewer"
+	}
+	return "No access"
+}
+
+// User is the signed-in person, kept in their server-side session with their tokens.
+type User struct {
+	Issuer  string
+	Subject string // with Issuer, the identity: never the email
+	Name    string
+	Email   string
+	Role    Role
+
+	AccessToken  string
+	RefreshToken string
+	TokenExpiry  time.Time
+	IDToken      string // for the provider's end_session id_token_hint
+}
+
+// Actor is the user as the audit fields record them.
+func (u User) Actor() store.Actor { return store.Actor{Subject: u.Subject, Name: u.Name} }
+
+// loginTTL bounds how long a login may take at the identity provider.
+const loginTTL = 10 * time.Minute
+
+// errProviderDown is a provider we cannot reach; it gets a clear page, not a 500.
+var errProviderDown = errors.New("identity provider unreachable")
+
+// oidcClient is the relying party. Discovery happens at start-up; when the provider is down
+// then, it is retried on the next sign-in instead of keeping cartclass from starting.
+type oidcClient struct {
+	cfg     Config
+	baseCtx context.Context // long-lived, carries the HTTP client for key fetches
+
+	mu         sync.Mutex
+	provider   *oidc.Provider
+	verifier   *oidc.IDTokenVerifier
+	oauth      oauth2.Config
+	endSession string
+	origins    []string // origins forms may post to (CSP form-action): authorize and end_session
+}
+
+// newOIDCClient discovers the provider. A wrong issuer (no such host, not an OIDC issuer,
+// issuer mismatch) fails fast; a provider that is merely unreachable is logged and retried
+// lazily.
+func newOIDCClient(ctx context.Context, cfg Config, client *http.Client) (*oidcClient, error) {
+	c := &oidcClient{cfg: cfg, baseCtx: oidc.ClientContext(ctx, client)}
+	err := c.discover()
+	if err != nil && !transient(err) {
+		return nil, fmt.Errorf("OIDC issuer %s: %w (check CARTCLASS_OIDC_ISSUER)", cfg.OIDCIssuer, err)
+	}
+	return c, err
+}
+
+// transient reports whether a discovery error means "down right now" rather than "wrong".
+func transient(err error) bool {
+	var dns *net.DNSError
+	if errors.As(err, &dns) {
+		return !dns.IsNotFound
+	}
+	var ne net.Error
+	if errors.As(err, &ne) {
+		return true
+	}
+	var op *net.OpError
+	return errors.As(err, &op)
+}
+
+func (c *oidcClient) discover() error {
+	p, err := oidc.NewProvider(c.baseCtx, c.cfg.OIDCIssuer)
+	if err != nil {
+		return err
+	}
+	var extra struct {
+		EndSession string `json:"end_session_endpoint"`
+	}
+	if err := p.Claims(&extra); err != nil {
+		return err
+	}
+	origins := []string{originOf(p.Endpoint().AuthURL)}
+	if extra.EndSession != "" {
+		origins = append(origins, originOf(extra.EndSession))
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.provider = p
+	c.verifier = p.Verifier(&oidc.Config{ClientID: c.cfg.OIDCClientID})
+	c.oauth = oauth2.Config{
+		ClientID:     c.cfg.OIDCClientID,
+		ClientSecret: c.cfg.OIDCClientSecret,
+		Endpoint:     p.Endpoint(),
+		RedirectURL:  c.cfg.RedirectURL(),
+		Scopes:       c.cfg.OIDCScopes,
+	}
+	c.endSession = extra.EndSession
+	c.origins = origins
+	return nil
+}
+
+// ready returns the discovered provider's settings, discovering now if start-up could not.
+func (c *oidcClient) ready() (oauth2.Config, *oidc.IDTokenVerifier, error) {
+	c.mu.Lock()
+	ok := c.provider != nil
+	c.mu.Unlock()
+	if !ok {
+		if err := c.discover(); err != nil {
+			return oauth2.Config{}, nil, fmt.Errorf("%w: %v", errProviderDown, err)
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.oauth, c.verifier, nil
+}
+
+func (c *oidcClient) formOrigins() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.origins == nil {
+		return []string{originOf(c.cfg.OIDCIssuer)}
+	}
+	return c.origins
+}
+
+func (c *oidcClient) endSessionURL() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.endSession
+}
+
+func originOf(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return ""
+	}
+	return u.Scheme + "://" + u.Host
+}
+
+// loginRecord is a login in progress, stored sealed under a hash of its state.
+type loginRecord struct {
+	Nonce    string `json:"nonce"`
+	Verifier string `json:"verifier"`
+	Next     string `json:"next"`
+}
+
+func randomString() string {
+	b := make([]byte, 32)
+	rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func hashString(s string) []byte {
+	sum := sha256.Sum256([]byte(s))
+	return sum[:]
+}
+
+func (s *Server) loginCookieName() string {
+	if s.cfg.Secure() {
+		return "__Host-cartclass_login"
+	}
+	return "cartclass_login"
+}
+
+// handleSignIn shows the sign-in page; the button posts to /auth/login.
+func (s *Server) handleSignIn(w http.ResponseWriter, r *http.Request) {
+	next := safeNext(r.URL.Query().Get("next"))
+	if u, ok := s.currentUser(r); ok && u.Role > RoleNone {
+		http.Redirect(w, r, next, http.StatusSeeOther)
+		return
+	}
+	s.render(w, r, http.StatusOK, views.SignInPage(s.page(w, r, "Sign in"), views.SignIn{Next: next}))
+}
+
+// handleLogin starts the code flow: fresh state, nonce and PKCE verifier in a single-use
+// login record, the state also in a cookie that binds the callback to this browser.
+func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
+	if err := r.ParseForm(); err != nil {
+		s.fail(w, r, fmt.Errorf("%w: %v", errBadRequest, err))
+		return
+	}
+	oc, _, err := s.oidc.ready()
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	state, nonce, verifier := randomString(), randomString(), oauth2.GenerateVerifier()
+	rec, _ := json.Marshal(loginRecord{Nonce: nonce, Verifier: verifier, Next: safeNext(r.PostForm.Get("next"))})
+	sh := hashString(state)
+	if err := s.store.PutLogin(r.Context(), sh, s.seal.seal(rec, sh), s.now().Add(loginTTL)); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	http.SetCookie(w, &http.Cookie{
+		Name: s.loginCookieName(), Value: state, Path: "/", MaxAge: int(loginTTL / time.Second),
+		HttpOnly: true, Secure: s.cfg.Secure(), SameSite: http.SameSiteLaxMode, // Lax: must survive the provider's redirect back
+	})
+	http.Redirect(w, r, oc.AuthCodeURL(state, oidc.Nonce(nonce), oauth2.S256ChallengeOption(verifier)), http.StatusSeeOther)
+}
+
+// authError is a sign-in that failed for a reason the person should be told about.
+type authError struct {
+	status  int
+	title   string
+	message string
+	cause   error // logged, never shown
+}
+
+func (e *authError) Error() string { return e.title + ": " + fmt.Sprint(e.cause) }
+
+// handleCallback completes the code flow: compare state with the cookie, take the login
+// record (single use), exchange the code with the PKCE verifier, verify the ID token and
+// its nonce, then rotate the session and go to the saved relative path.
+func (s *Server) handleCallback(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	clearLogin := &http.Cookie{Name: s.loginCookieName(), Path: "/", MaxAge: -1, HttpOnly: true, Secure: s.cfg.Secure(), SameSite: http.SameSiteLaxMode}
+
+	state := q.Get("state")
+	c, err := r.Cookie(s.loginCookieName())
+	if state == "" || err != nil || c.Value != state {
+		s.fail(w, r, &authError{status: http.StatusBadRequest, title: "Sign-in expired",
+			message: "This sign-in was not started in this browser, took too long, or was already used. Please sign in again.",
+			cause:   errors.New("state missing or not bound to this browser")})
+		return
+	}
+	http.SetCookie(w, clearLogin)
+	sh := hashString(state)
+	sealed, err := s.store.TakeLogin(r.Context(), sh)
+	if errors.Is(err, store.ErrNotFound) {
+		s.fail(w, r, &authError{status: http.StatusBadRequest, title: "Sign-in expired",
+			message: "This sign-in took too long or was already used. Please sign in again.", cause: err})
+		return
+	}
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	var rec loginRecord
+	plain, err := s.seal.open(sealed, sh)
+	if err == nil {
+		err = json.Unmarshal(plain, &rec)
+	}
+	if err != nil {
+		s.fail(w, r, &authError{status: http.StatusBadRequest, title: "Sign-in expired",
+			message: "This sign-in can no longer be completed. Please sign in again.", cause: err})
+		return
+	}
+
+	if e := q.Get("error"); e != "" {
+		msg := "The identity provider did not sign you in"
+		if e == "access_denied" {
+			msg = "Sign-in was cancelled or refused at the identity provider"
+		}
+		s.fail(w, r, &authError{status: http.StatusForbidden, title: "Not signed in",
+			message: msg + ". If you expected to get in, ask your IT lead to check your access to cartclass.",
+			cause:   fmt.Errorf("provider error %q", e)})
+		return
+	}
+
+	oc, verifier, err := s.oidc.ready()
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	ctx := oidc.ClientContext(r.Context(), s.httpClient)
+	tok, err := oc.Exchange(ctx, q.Get("code"), oauth2.VerifierOption(rec.Verifier))
+	if err != nil {
+		s.fail(w, r, &authError{status: http.StatusBadGateway, title: "Sign-in failed",
+			message: "The identity provider did not accept the sign-in. Please try again.", cause: err})
+		return
+	}
+	rawID, _ := tok.Extra("id_token").(string)
+	idt, err := verifier.Verify(ctx, rawID)
+	if err == nil && idt.Nonce != rec.Nonce {
+		err = errors.New("nonce does not match the login request")
+	}
+	if err != nil {
+		s.fail(w, r, &authError{status: http.StatusUnauthorized, title: "Sign-in could not be verified",
+			message: "The identity provider's answer did not pass cartclass's checks, so you were not signed in. Please try again.", cause: err})
+		return
+	}
+	var claims struct {
+		Name              string   `json:"name"`
+		PreferredUsername string   `json:"preferred_username"`
+		Email             string   `json:"email"`
+		Roles             []string `json:"roles"`
+		Groups            []string `json:"groups"`
+	}
+	if err := idt.Claims(&claims); err != nil {
+		s.fail(w, r, &authError{status: http.StatusUnauthorized, title: "Sign-in could not be verified",
+			message: "The identity provider's answer could not be read. Please try again.", cause: err})
+		return
+	}
+	u := User{
+		Issuer: idt.Issuer, Subject: idt.Subject, Email: claims.Email,
+		Name:        firstNonEmpty(claims.Name, claims.PreferredUsername, claims.Email, idt.Subject),
+		Role:        s.roleOf(idt.Subject, claims.Roles, claims.Groups),
+		AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken, TokenExpiry: tok.Expiry, IDToken: rawID,
+	}
+
+	// Rotate: whatever session this browser had ends, and a new id is issued.
+	sess, _ := s.sessions.Get(r, s.sessions.cookieName())
+	if !sess.IsNew {
+		if id, ok := decodeID(sess.ID); ok {
+			if err := s.store.DeleteSession(r.Context(), hashID(id)); err != nil {
+				s.fail(w, r, err)
+				return
+			}
+		}
+	}
+	sess.ID, sess.IsNew = "", true
+	clear(sess.Values)
+	sess.Values[keyUser] = u
+	if err := sess.Save(r, w); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if u.Role >= RoleAdmin {
+		if err := s.signedIn(r.Context(), u); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+	}
+	s.log.Info("signed in", "sub", u.Subject, "iss", u.Issuer, "role", u.Role.String())
+	http.Redirect(w, r, rec.Next, http.StatusSeeOther)
+}
+
+// handleLogout ends the local session and, when the provider supports it, the provider's.
+func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
+	sess, _ := s.sessions.Get(r, s.sessions.cookieName())
+	u, _ := sess.Values[keyUser].(User)
+	sess.Options.MaxAge = -1
+	if err := sess.Save(r, w); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	dest := "/signedout"
+	if end := s.oidc.endSessionURL(); end != "" {
+		if eu, err := url.Parse(end); err == nil {
+			q := eu.Query()
+			q.Set("post_logout_redirect_uri", strings.TrimSuffix(s.cfg.PublicURL.String(), "/")+"/signedout")
+			q.Set("client_id", s.cfg.OIDCClientID)
+			if u.IDToken != "" {
+				q.Set("id_token_hint", u.IDToken)
+			}
+			eu.RawQuery = q.Encode()
+			dest = eu.String()
+		}
+	}
+	redirect(w, r, dest)
+}
+
+func (s *Server) handleSignedOut(w http.ResponseWriter, r *http.Request) {
+	s.render(w, r, http.StatusOK, views.SignedOutPage(s.page(w, r, "Signed out")))
+}
+
+// roleOf maps ID token claims onto a role using the configured roles, groups and subjects.
+func (s *Server) roleOf(sub string, roles, groups []string) Role {
+	switch {
+	case overlaps(roles, s.cfg.AdminRoles), overlaps(groups, s.cfg.AdminGroups), contains(s.cfg.AdminSubjects, sub):
+		return RoleAdmin
+	case overlaps(roles, s.cfg.ViewerRoles), overlaps(groups, s.cfg.ViewerGroups):
+		return RoleViewer
+	}
+	return RoleNone
+}
+
+func overlaps(a, b []string) bool {
+	for _, x := range a {
+		if contains(b, x) {
+			return true
+		}
+	}
+	return false
+}
+
+func firstNonEmpty(vals ...string) string {
+	for _, v := range vals {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// safeNext keeps only same-site relative paths, so sign-in can never redirect elsewhere.
+func safeNext(next string) string {
+	if next == "" || !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/\\") ||
+		strings.ContainsFunc(next, func(r rune) bool { return r < 0x20 || r == 0x7f || r == '\\' }) {
+		return "/associations"
+	}
+	u, err := url.Parse(next)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil {
+		return "/associations"
+	}
+	if strings.HasPrefix(u.Path, "/auth/") || u.Path == "/signin" {
+		return "/associations"
+	}
+	return next
+}
+
+type userKey struct{}
+
+// currentUser returns the signed-in user of this request, if any.
+func (s *Server) currentUser(r *http.Request) (User, bool) {
+	if u, ok := r.Context().Value(userKey{}).(User); ok {
+		return u, true
+	}
+	sess, err := s.sessions.Get(r, s.sessions.cookieName())
+	if err != nil {
+		return User{}, false
+	}
+	u, ok := sess.Values[keyUser].(User)
+	return u, ok
+}
+
+// require wraps a handler so that only people with at least role min reach it. Signed-out
+// browsers go to sign-in (htmx: HX-Redirect, so an XHR does not follow a redirect
+// silently); signed-in people without the role get the 403 page, fragment or not.
+func (s *Server) require(min Role, next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		u, ok := s.currentUser(r)
+		if !ok {
+			s.signInFirst(w, r)
+			return
+		}
+		if u.Role < min {
+			s.fail(w, r, &forbiddenError{need: min, have: u.Role})
+			return
+		}
+		next(w, r.WithContext(context.WithValue(r.Context(), userKey{}, u)))
+	}
+}
+
+func (s *Server) signInFirst(w http.ResponseWriter, r *http.Request) {
+	next := r.URL.RequestURI()
+	if r.Header.Get("HX-Request") == "true" {
+		// Return to the page the person is on, not the fragment URL.
+		if cur, err := url.Parse(r.Header.Get("HX-Current-URL")); err == nil {
+			next = cur.RequestURI()
+		}
+		w.Header().Set("HX-Redirect", "/signin?next="+url.QueryEscape(safeNext(next)))
+		w.WriteHeader(http.StatusUnauthorized)
+		return
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		next = "/associations"
+	}
+	http.Redirect(w, r, "/signin?next="+url.QueryEscape(safeNext(next)), http.StatusSeeOther)
+}
+
+// forbiddenError is a signed-in person without the role a page needs.
+type forbiddenError struct {
+	need, have Role
+}
+
+func (e *forbiddenError) Error() string { return "forbidden: need " + e.need.String() }

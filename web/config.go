@@ -1,0 +1,272 @@
+package web
+
+import (
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// Config is cartclass's configuration, read from CARTCLASS_* environment variables.
+type Config struct {
+	Addr     string     // CARTCLASS_ADDR: where the server listens
+	DBPath   string     // CARTCLASS_DB: the SQLite database file
+	LogLevel slog.Level // CARTCLASS_LOG_LEVEL
+	Dev      bool       // -dev: embedded development defaults
+
+	PublicURL *url.URL // CARTCLASS_PUBLIC_URL: external URL; https turns on Secure cookies and HSTS
+
+	OIDCIssuer       string   // CARTCLASS_OIDC_ISSUER
+	OIDCClientID     string   // CARTCLASS_OIDC_CLIENT_ID
+	OIDCClientSecret string   // CARTCLASS_OIDC_CLIENT_SECRET
+	OIDCScopes       []string // CARTCLASS_OIDC_SCOPES
+
+	AdminRoles    []string // CARTCLASS_ADMIN_ROLES
+	AdminGroups   []string // CARTCLASS_ADMIN_GROUPS
+	AdminSubjects []string // CARTCLASS_ADMIN_SUBJECTS
+	ViewerRoles   []string // CARTCLASS_VIEWER_ROLES
+	ViewerGroups  []string // CARTCLASS_VIEWER_GROUPS
+
+	SessionKeys [][]byte      // CARTCLASS_SESSION_KEY: the first seals, all open (rotation)
+	SessionIdle time.Duration // CARTCLASS_SESSION_IDLE
+	SessionMax  time.Duration // CARTCLASS_SESSION_MAX
+
+	GraphURL          string   // CARTCLASS_GRAPH_URL: base URL, e.g. https://graph.microsoft.com/beta
+	GraphAuth         string   // CARTCLASS_GRAPH_AUTH: "delegated" or "app"
+	GraphScopes       []string // CARTCLASS_GRAPH_SCOPES: requested at login in delegated mode
+	GraphTokenURL     string   // CARTCLASS_GRAPH_TOKEN_URL: app mode; empty = the provider's token endpoint
+	GraphClientID     string   // CARTCLASS_GRAPH_CLIENT_ID: app mode; defaults to the OIDC client
+	GraphClientSecret string   // CARTCLASS_GRAPH_CLIENT_SECRET
+	GraphAppScope     string   // CARTCLASS_GRAPH_APP_SCOPE
+	GraphWritesPer20s int      // CARTCLASS_GRAPH_WRITES_PER_20S: pacing below Intune's limit; 0 lifts it
+}
+
+// Secure reports whether cartclass is served over https (Secure, __Host- cookies, HSTS).
+func (c Config) Secure() bool { return c.PublicURL != nil && c.PublicURL.Scheme == "https" }
+
+// RedirectURL is the OAuth redirect URI to register with the identity provider.
+func (c Config) RedirectURL() string {
+	return strings.TrimSuffix(c.PublicURL.String(), "/") + "/auth/callback"
+}
+
+// Var documents one environment variable.
+type Var struct {
+	Name    string
+	Default string
+	DevNote string // how -dev changes the default, if it does
+	Usage   string
+	Secret  bool
+}
+
+const defaultGraphScopes = "https://graph.microsoft.com/DeviceManagementConfiguration.ReadWrite.All https://graph.microsoft.com/DeviceManagementServiceConfig.ReadWrite.All"
+
+// Vars lists every variable cartclass reads, for -h and the README.
+var Vars = []Var{
+	{Name: "CARTCLASS_ADDR", Default: "127.0.0.1:8080", Usage: "host:port the web server listens on"},
+	{Name: "CARTCLASS_PUBLIC_URL", Default: "http:// + CARTCLASS_ADDR", Usage: "external URL; the redirect URI is <PUBLIC_URL>/auth/callback; https turns on Secure/__Host- cookies and HSTS"},
+	{Name: "CARTCLASS_DB", Default: "cartclass.db", DevNote: "cartclass-dev.db", Usage: "SQLite database file (created if missing)"},
+	{Name: "CARTCLASS_LOG_LEVEL", Default: "info", Usage: "log level: debug, info, warn or error"},
+	{Name: "CARTCLASS_OIDC_ISSUER", Default: "(required)", DevNote: "the built-in dev provider", Usage: "OpenID Connect issuer URL (discovery at /.well-known/openid-configuration)"},
+	{Name: "CARTCLASS_OIDC_CLIENT_ID", Default: "(required)", DevNote: "cartclass-dev", Usage: "client id of the confidential web client"},
+	{Name: "CARTCLASS_OIDC_CLIENT_SECRET", Default: "(required)", DevNote: "generated", Usage: "client secret", Secret: true},
+	{Name: "CARTCLASS_OIDC_SCOPES", Default: "openid profile email offline_access + Graph scopes (delegated)", Usage: "space-separated scopes requested at sign-in; when set, replaces the default list exactly"},
+	{Name: "CARTCLASS_ADMIN_ROLES", Default: "CartClass.Admin", Usage: "comma-separated values of the ID token's roles claim that make an admin"},
+	{Name: "CARTCLASS_ADMIN_GROUPS", Default: "", Usage: "comma-separated values of the groups claim that make an admin"},
+	{Name: "CARTCLASS_ADMIN_SUBJECTS", Default: "", Usage: "comma-separated sub values that make an admin"},
+	{Name: "CARTCLASS_VIEWER_ROLES", Default: "CartClass.Viewer", Usage: "comma-separated roles claim values with read-only access"},
+	{Name: "CARTCLASS_VIEWER_GROUPS", Default: "", Usage: "comma-separated groups claim values with read-only access"},
+	{Name: "CARTCLASS_SESSION_KEY", Default: "(required)", DevNote: "random per start", Usage: "≥ 32 random bytes, base64 or hex; comma-separated for rotation, the first is current; seals tokens at rest", Secret: true},
+	{Name: "CARTCLASS_SESSION_IDLE", Default: "8h", Usage: "sign out after this long without activity"},
+	{Name: "CARTCLASS_SESSION_MAX", Default: "24h", Usage: "sign out this long after sign-in, whatever the activity"},
+	{Name: "CARTCLASS_GRAPH_URL", Default: "https://graph.microsoft.com/beta", DevNote: "the built-in Graph emulator", Usage: "Graph base URL; the resource is <URL>/deviceManagement/cartToClassAssociations"},
+	{Name: "CARTCLASS_GRAPH_AUTH", Default: "delegated", Usage: "delegated: push with the token of the admin who made the change; app: client credentials"},
+	{Name: "CARTCLASS_GRAPH_SCOPES", Default: defaultGraphScopes, Usage: "Graph scopes requested at sign-in in delegated mode"},
+	{Name: "CARTCLASS_GRAPH_TOKEN_URL", Default: "the provider's token endpoint", Usage: "app mode: token endpoint for client credentials"},
+	{Name: "CARTCLASS_GRAPH_CLIENT_ID", Default: "CARTCLASS_OIDC_CLIENT_ID", Usage: "app mode: client id"},
+	{Name: "CARTCLASS_GRAPH_CLIENT_SECRET", Default: "CARTCLASS_OIDC_CLIENT_SECRET", Usage: "app mode: client secret", Secret: true},
+	{Name: "CARTCLASS_GRAPH_APP_SCOPE", Default: "https://graph.microsoft.com/.default", Usage: "app mode: scope requested"},
+	{Name: "CARTCLASS_GRAPH_WRITES_PER_20S", Default: "90", Usage: "writes sent to Graph per 20 s at most (Intune allows 100 per app); 0 lifts pacing"},
+}
+
+// LoadConfig reads the configuration through getenv (os.Getenv in main) and validates it,
+// reporting every bad or missing variable in one error. In dev mode the OIDC settings may
+// be empty: main fills them in from the built-in provider.
+func LoadConfig(getenv func(string) string, dev bool) (Config, error) {
+	set := func(name string) bool { return strings.TrimSpace(getenv(name)) != "" }
+	get := func(name string) string {
+		if v := strings.TrimSpace(getenv(name)); v != "" {
+			return v
+		}
+		for _, v := range Vars {
+			if v.Name == name && !strings.HasPrefix(v.Default, "(") {
+				if dev && v.DevNote != "" && !strings.Contains(v.DevNote, " ") {
+					return v.DevNote
+				}
+				return v.Default
+			}
+		}
+		return ""
+	}
+	var problems []string
+	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
+
+	cfg := Config{Dev: dev, Addr: get("CARTCLASS_ADDR"), DBPath: get("CARTCLASS_DB")}
+	if _, port, err := net.SplitHostPort(cfg.Addr); err != nil || port == "" {
+		bad("CARTCLASS_ADDR=%q: want host:port, e.g. 127.0.0.1:8080", cfg.Addr)
+	}
+	if err := cfg.LogLevel.UnmarshalText([]byte(get("CARTCLASS_LOG_LEVEL"))); err != nil {
+		bad("CARTCLASS_LOG_LEVEL=%q: want debug, info, warn or error", getenv("CARTCLASS_LOG_LEVEL"))
+	}
+
+	public := "http://" + cfg.Addr
+	if set("CARTCLASS_PUBLIC_URL") {
+		public = get("CARTCLASS_PUBLIC_URL")
+	}
+	if u, err := url.Parse(public); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
+		bad("CARTCLASS_PUBLIC_URL=%q: want an http(s) origin such as https://cartclass.school.example", public)
+	} else {
+		u.Path = ""
+		cfg.PublicURL = u
+	}
+
+	cfg.OIDCIssuer, cfg.OIDCClientID, cfg.OIDCClientSecret = get("CARTCLASS_OIDC_ISSUER"), get("CARTCLASS_OIDC_CLIENT_ID"), get("CARTCLASS_OIDC_CLIENT_SECRET")
+	if !dev || cfg.OIDCIssuer != "" {
+		if u, err := url.Parse(cfg.OIDCIssuer); cfg.OIDCIssuer == "" || err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			bad("CARTCLASS_OIDC_ISSUER=%q: required, the issuer URL, e.g. https://login.microsoftonline.com/<tenant-id>/v2.0", cfg.OIDCIssuer)
+		}
+		if cfg.OIDCClientID == "" {
+			bad("CARTCLASS_OIDC_CLIENT_ID: required (the application's client id)")
+		}
+		if cfg.OIDCClientSecret == "" {
+			bad("CARTCLASS_OIDC_CLIENT_SECRET: required (a client secret of the application)")
+		}
+	}
+
+	cfg.GraphAuth = get("CARTCLASS_GRAPH_AUTH")
+	if cfg.GraphAuth != "delegated" && cfg.GraphAuth != "app" {
+		bad("CARTCLASS_GRAPH_AUTH=%q: want delegated or app", cfg.GraphAuth)
+	}
+	cfg.GraphScopes = strings.Fields(get("CARTCLASS_GRAPH_SCOPES"))
+	cfg.GraphURL = strings.TrimSuffix(getenv("CARTCLASS_GRAPH_URL"), "/")
+	if cfg.GraphURL == "" && !dev {
+		cfg.GraphURL = "https://graph.microsoft.com/beta"
+	}
+	if cfg.GraphURL != "" {
+		if u, err := url.Parse(cfg.GraphURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			bad("CARTCLASS_GRAPH_URL=%q: want an http(s) URL such as https://graph.microsoft.com/beta", cfg.GraphURL)
+		}
+	}
+	cfg.GraphTokenURL = strings.TrimSpace(getenv("CARTCLASS_GRAPH_TOKEN_URL"))
+	cfg.GraphClientID = firstNonEmpty(strings.TrimSpace(getenv("CARTCLASS_GRAPH_CLIENT_ID")), cfg.OIDCClientID)
+	cfg.GraphClientSecret = firstNonEmpty(strings.TrimSpace(getenv("CARTCLASS_GRAPH_CLIENT_SECRET")), cfg.OIDCClientSecret)
+	cfg.GraphAppScope = get("CARTCLASS_GRAPH_APP_SCOPE")
+	if n, err := strconv.Atoi(get("CARTCLASS_GRAPH_WRITES_PER_20S")); err != nil || n < 0 || n > 100 {
+		bad("CARTCLASS_GRAPH_WRITES_PER_20S=%q: want a whole number from 0 (no pacing) to 100 (Intune's limit per app)", get("CARTCLASS_GRAPH_WRITES_PER_20S"))
+	} else {
+		cfg.GraphWritesPer20s = n
+	}
+	if set("CARTCLASS_OIDC_SCOPES") {
+		cfg.OIDCScopes = strings.Fields(get("CARTCLASS_OIDC_SCOPES"))
+	} else {
+		cfg.OIDCScopes = []string{"openid", "profile", "email", "offline_access"}
+		if cfg.GraphAuth == "delegated" {
+			cfg.OIDCScopes = append(cfg.OIDCScopes, cfg.GraphScopes...)
+		}
+	}
+	if !contains(cfg.OIDCScopes, "openid") {
+		bad("CARTCLASS_OIDC_SCOPES=%q: must include openid", strings.Join(cfg.OIDCScopes, " "))
+	}
+
+	cfg.AdminRoles, cfg.AdminGroups, cfg.AdminSubjects = list(get("CARTCLASS_ADMIN_ROLES")), list(get("CARTCLASS_ADMIN_GROUPS")), list(get("CARTCLASS_ADMIN_SUBJECTS"))
+	cfg.ViewerRoles, cfg.ViewerGroups = list(get("CARTCLASS_VIEWER_ROLES")), list(get("CARTCLASS_VIEWER_GROUPS"))
+
+	switch keys, err := parseKeys(get("CARTCLASS_SESSION_KEY")); {
+	case err != nil:
+		bad("CARTCLASS_SESSION_KEY: %v", err)
+	case len(keys) == 0 && !dev:
+		bad("CARTCLASS_SESSION_KEY: required, at least 32 random bytes as base64 or hex (e.g. openssl rand -base64 32)")
+	default:
+		cfg.SessionKeys = keys
+	}
+	for _, d := range []struct {
+		name string
+		dst  *time.Duration
+	}{{"CARTCLASS_SESSION_IDLE", &cfg.SessionIdle}, {"CARTCLASS_SESSION_MAX", &cfg.SessionMax}} {
+		v, err := time.ParseDuration(get(d.name))
+		if err != nil || v <= 0 {
+			bad("%s=%q: want a positive duration such as 8h or 30m", d.name, get(d.name))
+		}
+		*d.dst = v
+	}
+
+	if len(problems) > 0 {
+		return cfg, errors.New("invalid configuration:\n  " + strings.Join(problems, "\n  "))
+	}
+	return cfg, nil
+}
+
+// parseKeys decodes comma-separated keys, each base64 (standard or URL, padded or not) or
+// hex, each at least 32 bytes.
+func parseKeys(s string) ([][]byte, error) {
+	var keys [][]byte
+	for i, k := range list(s) {
+		var b []byte
+		var err error
+		if b, err = hex.DecodeString(k); err != nil {
+			for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
+				if b, err = enc.DecodeString(k); err == nil {
+					break
+				}
+			}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("key %d is neither base64 nor hex", i+1)
+		}
+		if len(b) < 32 {
+			return nil, fmt.Errorf("key %d has %d bytes; at least 32 are needed", i+1, len(b))
+		}
+		keys = append(keys, b)
+	}
+	return keys, nil
+}
+
+func list(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func contains(list []string, v string) bool {
+	for _, x := range list {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// PrintVars writes the variable table for -h.
+func PrintVars(w io.Writer) {
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "VARIABLE\tDEFAULT\tMEANING")
+	for _, v := range Vars {
+		def := v.Default
+		if v.DevNote != "" {
+			def += " (-dev: " + v.DevNote + ")"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", v.Name, def, v.Usage)
+	}
+	tw.Flush()
+}

@@ -1,0 +1,152 @@
+package web_test
+
+import (
+	"bytes"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cartclass/cartclass/web"
+)
+
+func envFunc(env map[string]string) func(string) string {
+	return func(k string) string { return env[k] }
+}
+
+// required is the minimum a production (non-dev) start needs besides the defaults.
+func required() map[string]string {
+	return map[string]string{
+		"CARTCLASS_OIDC_ISSUER":        "https://login.example.org/tenant/v2.0",
+		"CARTCLASS_OIDC_CLIENT_ID":     "client-id",
+		"CARTCLASS_OIDC_CLIENT_SECRET": "client-secret-value",
+		"CARTCLASS_SESSION_KEY":        strings.Repeat("0f", 32),
+	}
+}
+
+func TestConfigDefaults(t *testing.T) {
+	cfg, err := web.LoadConfig(envFunc(required()), false)
+	if err != nil {
+		t.Fatalf("LoadConfig: %v", err)
+	}
+	if cfg.Addr != "127.0.0.1:8080" || cfg.DBPath != "cartclass.db" || cfg.LogLevel != slog.LevelInfo || cfg.Dev {
+		t.Errorf("defaults: addr %q db %q level %v dev %v", cfg.Addr, cfg.DBPath, cfg.LogLevel, cfg.Dev)
+	}
+	if cfg.PublicURL == nil || cfg.PublicURL.String() != "http://127.0.0.1:8080" || cfg.Secure() {
+		t.Errorf("public URL = %v", cfg.PublicURL)
+	}
+	if cfg.RedirectURL() != "http://127.0.0.1:8080/auth/callback" {
+		t.Errorf("redirect URL = %q", cfg.RedirectURL())
+	}
+	if cfg.SessionIdle != 8*time.Hour || cfg.SessionMax != 24*time.Hour {
+		t.Errorf("session lifetimes = %v, %v", cfg.SessionIdle, cfg.SessionMax)
+	}
+	if len(cfg.SessionKeys) != 1 || len(cfg.SessionKeys[0]) != 32 {
+		t.Errorf("session keys = %d", len(cfg.SessionKeys))
+	}
+}
+
+func TestConfigDevDefaults(t *testing.T) {
+	cfg, err := web.LoadConfig(envFunc(nil), true)
+	if err != nil {
+		t.Fatalf("dev mode with an empty environment: %v", err)
+	}
+	if cfg.DBPath != "cartclass-dev.db" || cfg.Addr != "127.0.0.1:8080" || !cfg.Dev || cfg.LogLevel != slog.LevelInfo {
+		t.Errorf("dev defaults: db %q addr %q dev %v level %v", cfg.DBPath, cfg.Addr, cfg.Dev, cfg.LogLevel)
+	}
+	// An explicit database wins over the dev default.
+	cfg, err = web.LoadConfig(envFunc(map[string]string{"CARTCLASS_DB": "/data/x.db"}), true)
+	if err != nil || cfg.DBPath != "/data/x.db" {
+		t.Errorf("CARTCLASS_DB in dev mode: %q, %v", cfg.DBPath, err)
+	}
+}
+
+func TestConfigValuesAreTrimmed(t *testing.T) {
+	env := required()
+	env["CARTCLASS_ADDR"] = "  0.0.0.0:9000 "
+	env["CARTCLASS_LOG_LEVEL"] = " DEBUG\n"
+	env["CARTCLASS_DB"] = "   "
+	cfg, err := web.LoadConfig(envFunc(env), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Addr != "0.0.0.0:9000" || cfg.LogLevel != slog.LevelDebug || cfg.DBPath != "cartclass.db" {
+		t.Errorf("addr %q level %v db %q", cfg.Addr, cfg.LogLevel, cfg.DBPath)
+	}
+}
+
+func TestConfigReportsBadAddrAndLogLevelTogether(t *testing.T) {
+	for _, dev := range []bool{true, false} {
+		env := map[string]string{"CARTCLASS_ADDR": "localhost", "CARTCLASS_LOG_LEVEL": "chatty"}
+		if !dev {
+			for k, v := range required() {
+				env[k] = v
+			}
+		}
+		_, err := web.LoadConfig(envFunc(env), dev)
+		if err == nil {
+			t.Fatalf("dev=%v: bad address and log level accepted", dev)
+		}
+		msg := err.Error()
+		for _, want := range []string{`CARTCLASS_ADDR="localhost"`, `CARTCLASS_LOG_LEVEL="chatty"`} {
+			if !strings.Contains(msg, want) {
+				t.Errorf("dev=%v: error does not name %s: %v", dev, want, err)
+			}
+		}
+		if strings.Contains(msg, "OIDC") || strings.Contains(msg, "SESSION") {
+			t.Errorf("dev=%v: error blames variables that are fine: %v", dev, err)
+		}
+	}
+	for _, addr := range []string{"127.0.0.1:", "8080", "[::1", "a:b:c"} {
+		env := required()
+		env["CARTCLASS_ADDR"] = addr
+		if _, err := web.LoadConfig(envFunc(env), false); err == nil || !strings.Contains(err.Error(), "CARTCLASS_ADDR") {
+			t.Errorf("CARTCLASS_ADDR=%q: err = %v, want it named", addr, err)
+		}
+	}
+	for _, addr := range []string{":8080", "[::1]:8443", "0.0.0.0:80"} {
+		env := required()
+		env["CARTCLASS_ADDR"] = addr
+		env["CARTCLASS_PUBLIC_URL"] = "https://cartclass.school.example"
+		if _, err := web.LoadConfig(envFunc(env), false); err != nil {
+			t.Errorf("CARTCLASS_ADDR=%q refused: %v", addr, err)
+		}
+	}
+}
+
+func TestConfigErrorsDoNotEchoSecrets(t *testing.T) {
+	env := required()
+	env["CARTCLASS_SESSION_KEY"] = "dG9vLXNob3J0LXNlY3JldA=="
+	env["CARTCLASS_LOG_LEVEL"] = "nope"
+	_, err := web.LoadConfig(envFunc(env), false)
+	if err == nil {
+		t.Fatal("short session key accepted")
+	}
+	for _, secret := range []string{env["CARTCLASS_SESSION_KEY"], "client-secret-value"} {
+		if strings.Contains(err.Error(), secret) {
+			t.Errorf("error echoes a secret: %v", err)
+		}
+	}
+	if !strings.Contains(err.Error(), "CARTCLASS_SESSION_KEY") || !strings.Contains(err.Error(), "CARTCLASS_LOG_LEVEL") {
+		t.Errorf("error = %v, want both variables named", err)
+	}
+}
+
+func TestPrintVarsListsEveryVariable(t *testing.T) {
+	var buf bytes.Buffer
+	web.PrintVars(&buf)
+	out := buf.String()
+	for _, v := range web.Vars {
+		if !strings.Contains(out, v.Name) {
+			t.Errorf("-h output lacks %s", v.Name)
+		}
+	}
+	for _, name := range []string{"CARTCLASS_ADDR", "CARTCLASS_DB", "CARTCLASS_LOG_LEVEL"} {
+		if !strings.Contains(out, name) {
+			t.Errorf("-h output lacks %s", name)
+		}
+	}
+	if !strings.Contains(out, "cartclass-dev.db") {
+		t.Error("-h output does not mention the dev database default")
+	}
+}

@@ -1,0 +1,77 @@
+package web
+
+import (
+	"errors"
+	"net/http"
+
+	"github.com/cartclass/cartclass/store"
+	"github.com/cartclass/cartclass/views"
+)
+
+// errBadRequest marks a malformed request (unparseable form, bad revision).
+var errBadRequest = errors.New("malformed request")
+
+// fail is the one error funnel: known errors become their page, anything else one log
+// record and a generic 500. Error text never reaches the response.
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	var (
+		tooBig    *http.MaxBytesError
+		authErr   *authError
+		forbidden *forbiddenError
+		e         views.ErrorInfo
+	)
+	switch {
+	case errors.As(err, &authErr):
+		s.log.Warn("sign-in failed", "reason", authErr.title, "err", authErr.cause)
+		e = views.ErrorInfo{Status: authErr.status, Title: authErr.title, Message: authErr.message, ActionLabel: "Sign in again", ActionURL: "/signin"}
+	case errors.As(err, &forbidden):
+		e = views.ErrorInfo{Status: http.StatusForbidden, Title: "You don't have access to this"}
+		if forbidden.have == RoleNone {
+			e.Message = "You are signed in, but your account has no cartclass role. Ask your IT lead to give you the " +
+				roleNames(s.cfg.AdminRoles) + " role (to make changes) or the " + roleNames(s.cfg.ViewerRoles) + " role (to look only)."
+		} else {
+			e.Message = "You have read-only access. Ask your IT lead for the " + roleNames(s.cfg.AdminRoles) + " role to make changes."
+		}
+	case errors.Is(err, errProviderDown):
+		s.log.Error("identity provider unreachable", "issuer", s.cfg.OIDCIssuer, "err", err)
+		e = views.ErrorInfo{Status: http.StatusServiceUnavailable, Title: "Sign-in is unavailable",
+			Message:     "cartclass cannot reach your school's sign-in service right now. Try again in a few minutes; if it persists, tell your IT lead.",
+			ActionLabel: "Try again", ActionURL: "/signin"}
+	case errors.Is(err, store.ErrNotFound):
+		e = views.ErrorInfo{Status: http.StatusNotFound, Title: "Not found",
+			Message: "There is nothing at this address. The link may be mistyped or out of date."}
+	case errors.As(err, &tooBig):
+		e = views.ErrorInfo{Status: http.StatusRequestEntityTooLarge, Title: "Too much data",
+			Message: "The form sent more than 1 MiB. Split the IDs across several associations, or remove stray text, and try again."}
+	case errors.Is(err, errBadRequest):
+		e = views.ErrorInfo{Status: http.StatusBadRequest, Title: "Bad request",
+			Message: "The form could not be read. Reload the page and try again."}
+	case errors.Is(err, errCrossOrigin):
+		e = views.ErrorInfo{Status: http.StatusForbidden, Title: "Request refused",
+			Message: "This change came from another site, so cartclass refused it. Make changes from cartclass's own pages."}
+	default:
+		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		e = views.ErrorInfo{Status: http.StatusInternalServerError, Title: "Something went wrong",
+			Message: "cartclass could not complete this request. Nothing you saved before is lost; try again in a moment."}
+	}
+	if e.Status == http.StatusRequestEntityTooLarge {
+		w.Header().Set("Connection", "close")
+	}
+	s.renderPage(w, r, e.Status, views.ErrorPage(s.page(w, r, e.Title), e), views.ErrorView(e))
+}
+
+// roleNames quotes configured role names for a message: "CartClass.Admin" or "A" or "B".
+func roleNames(roles []string) string {
+	if len(roles) == 0 {
+		return "admin"
+	}
+	out := "“" + roles[0] + "”"
+	for _, r := range roles[1:] {
+		out += " or “" + r + "”"
+	}
+	return out
+}
+
+func (s *Server) handleNotFound(w http.ResponseWriter, r *http.Request) {
+	s.fail(w, r, store.ErrNotFound)
+}

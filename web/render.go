@@ -1,0 +1,104 @@
+package web
+
+import (
+	"bytes"
+	"net/http"
+
+	"github.com/a-h/templ"
+
+	"github.com/cartclass/cartclass/views"
+)
+
+// isHTMX reports whether r is an htmx request that wants a fragment. History-restore
+// requests want the whole page.
+func isHTMX(r *http.Request) bool {
+	return r.Header.Get("HX-Request") == "true" && r.Header.Get("HX-History-Restore-Request") != "true"
+}
+
+// render writes c with status. It renders into a buffer first so that a render error still
+// becomes a clean 500 and headers (cookies) are complete before the body.
+func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, c templ.Component) {
+	var buf bytes.Buffer
+	if err := c.Render(r.Context(), &buf); err != nil {
+		s.log.Error("render failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		http.Error(w, "Internal server error", http.StatusInternalServerError)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Add("Vary", "HX-Request")
+	w.WriteHeader(status)
+	w.Write(buf.Bytes())
+}
+
+// renderPage renders fragment for htmx requests and full otherwise.
+func (s *Server) renderPage(w http.ResponseWriter, r *http.Request, status int, full, fragment templ.Component) {
+	if isHTMX(r) {
+		s.render(w, r, status, fragment)
+		return
+	}
+	s.render(w, r, status, full)
+}
+
+// page builds the props every full page shares, consuming a pending flash message.
+func (s *Server) page(w http.ResponseWriter, r *http.Request, title string, crumbs ...views.Crumb) views.Page {
+	// Only a full page shows the flash: a fragment must not consume it.
+	var flash views.Flash
+	if !isHTMX(r) {
+		flash = takeFlash(w, r)
+	}
+	var user *views.User
+	var banner *views.Banner
+	if u, ok := s.currentUser(r); ok {
+		user = &views.User{Name: u.Name, Role: u.Role.String(), CanEdit: u.Role >= RoleAdmin}
+		if u.Role >= RoleAdmin {
+			banner = s.banner(r.Context())
+		}
+	}
+	return views.Page{
+		User:        user,
+		Banner:      banner,
+		Title:       title,
+		Nonce:       nonceFrom(r.Context()),
+		Flash:       flash,
+		Breadcrumbs: crumbs,
+		Nav:         "associations",
+	}
+}
+
+// redirect sends the browser to url after a successful POST: 303 for plain forms,
+// HX-Redirect for htmx (a 303 would be followed by the XHR and swapped into the form).
+func redirect(w http.ResponseWriter, r *http.Request, url string) {
+	if r.Header.Get("HX-Request") == "true" {
+		w.Header().Set("HX-Redirect", url)
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	http.Redirect(w, r, url, http.StatusSeeOther)
+}
+
+const flashCookie = "cartclass_flash"
+
+// flashes are the messages a redirect can carry; the cookie holds only the key, so nothing
+// a user controls is ever echoed from it.
+var flashes = map[string]views.Flash{
+	"created":    {Kind: "success", Message: "Association created."},
+	"updated":    {Kind: "success", Message: "Changes saved."},
+	"unchanged":  {Kind: "info", Message: "Nothing changed, so nothing was saved."},
+	"retrying":   {Kind: "info", Message: "Sending it to Intune again."},
+	"recreating": {Kind: "info", Message: "Re-creating it in Intune."},
+	"pushing":    {Kind: "info", Message: "Pushing now."},
+}
+
+func setFlash(w http.ResponseWriter, key string) {
+	http.SetCookie(w, &http.Cookie{Name: flashCookie, Value: key, Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode, MaxAge: 60})
+}
+
+func takeFlash(w http.ResponseWriter, r *http.Request) views.Flash {
+	c, err := r.Cookie(flashCookie)
+	if err != nil {
+		return views.Flash{}
+	}
+	http.SetCookie(w, &http.Cookie{Name: flashCookie, Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode, MaxAge: -1})
+	return flashes[c.Value]
+}

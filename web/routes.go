@@ -1,0 +1,54 @@
+package web
+
+import (
+	"net/http"
+
+	"github.com/cartclass/cartclass/static"
+)
+
+// maxBodyBytes bounds every request body; larger ones get 413 before any parsing.
+const maxBodyBytes = 1 << 20
+
+// routes is the one route table. Middleware, outermost first:
+//
+//	recoverPanics → secureHeaders (CSP nonce, no-store, HSTS) → crossOrigin (403 for
+//	cross-site writes) → limitBody (413) → mux → require(role) per route
+//
+// require sends signed-out browsers to sign-in and answers 403 to people without the role,
+// for pages and htmx fragments alike.
+func (s *Server) routes() http.Handler {
+	viewer := func(h http.HandlerFunc) http.HandlerFunc { return s.require(RoleViewer, h) }
+	admin := func(h http.HandlerFunc) http.HandlerFunc { return s.require(RoleAdmin, h) }
+
+	mux := http.NewServeMux()
+	mux.Handle("GET /static/", static.Handler())
+	mux.HandleFunc("GET /healthz", s.handleHealthz)
+
+	mux.HandleFunc("GET /signin", s.handleSignIn)
+	mux.HandleFunc("POST /auth/login", s.handleLogin)
+	mux.HandleFunc("GET /auth/callback", s.handleCallback)
+	mux.HandleFunc("POST /auth/logout", s.handleLogout)
+	mux.HandleFunc("GET /signedout", s.handleSignedOut)
+
+	mux.HandleFunc("GET /{$}", viewer(s.handleHome))
+	mux.HandleFunc("GET /associations", viewer(s.handleAssociationList))
+	mux.HandleFunc("GET /associations/new", admin(s.handleAssociationNew))
+	mux.HandleFunc("POST /associations", admin(s.handleAssociationCreate))
+	mux.HandleFunc("POST /associations/validate", admin(s.handleAssociationValidate))
+	mux.HandleFunc("GET /associations/{id}", viewer(s.handleAssociationShow))
+	mux.HandleFunc("GET /associations/{id}/edit", admin(s.handleAssociationEdit))
+	mux.HandleFunc("POST /associations/{id}", admin(s.handleAssociationUpdate))
+	mux.HandleFunc("GET /associations/{id}/sync", viewer(s.handleSyncStatus))
+	mux.HandleFunc("POST /associations/{id}/retry", admin(s.handleAssociationRetry))
+	mux.HandleFunc("POST /associations/{id}/recreate", admin(s.handleAssociationRecreate))
+	mux.HandleFunc("GET /sync", admin(s.handleSyncPanel))
+	mux.HandleFunc("POST /sync/push-now", admin(s.handlePushNow))
+	mux.HandleFunc("/", s.handleNotFound)
+
+	var h http.Handler = mux
+	h = s.limitBody(h)
+	h = s.crossOrigin(h)
+	h = s.secureHeaders(h)
+	h = s.recoverPanics(h)
+	return h
+}

@@ -1,0 +1,90 @@
+// Package web is cartclass's HTTP side: the route table, middleware, sign-in and sessions,
+// handlers, forms and rendering. It is the only package that knows HTTP; it reads and writes
+// through the small interfaces declared here and renders views components.
+package web
+
+import (
+	"context"
+	"crypto/rand"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/cartclass/cartclass/graph"
+	"github.com/cartclass/cartclass/push"
+	"github.com/cartclass/cartclass/store"
+)
+
+// Store is what the handlers need from storage.
+type Store interface {
+	GetAssociation(ctx context.Context, id int64) (store.Association, error)
+	ListAssociations(ctx context.Context, f store.ListFilter) (store.AssociationPage, error)
+	CreateAssociation(ctx context.Context, f store.Fields, by store.Actor) (store.Association, error)
+	UpdateAssociation(ctx context.Context, id, revision int64, f store.Fields, by store.Actor) (store.Association, error)
+	Ping(ctx context.Context) error
+	Retry(ctx context.Context, id int64) error
+	Recreate(ctx context.Context, id int64) error
+	PutUserToken(ctx context.Context, subject string, data []byte) error
+	GetUserToken(ctx context.Context, subject string) ([]byte, error)
+	ActorName(ctx context.Context, subject string) (string, error)
+	SessionStore
+	push.Store
+}
+
+// Server serves cartclass's pages.
+type Server struct {
+	cfg        Config
+	store      Store
+	log        *slog.Logger
+	httpClient *http.Client // for the identity provider
+	oidc       *oidcClient
+	sessions   *sessionStore
+	seal       *sealer
+	now        func() time.Time
+	handler    http.Handler
+	baseCtx    context.Context // lives as long as the server
+
+	graph     *graph.Client
+	pushOpts  []push.Option
+	pusher    *push.Worker     // nil without WithGraph
+	delegated *delegatedTokens // delegated mode's token lending
+}
+
+// New builds the server and discovers the identity provider. ctx must live as long as the
+// server: the provider's signing keys are fetched with it. A provider that is unreachable
+// at start-up is not fatal (sign-in shows a clear page until it answers); a wrong issuer is.
+func New(ctx context.Context, cfg Config, st Store, log *slog.Logger, opts ...Option) (*Server, error) {
+	keys := cfg.SessionKeys
+	if len(keys) == 0 && cfg.Dev {
+		k := make([]byte, 32)
+		rand.Read(k)
+		keys = [][]byte{k}
+	}
+	seal, err := newSealer(keys)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg: cfg, store: st, log: log, seal: seal, now: time.Now, baseCtx: ctx,
+		httpClient: &http.Client{Timeout: 15 * time.Second},
+	}
+	for _, o := range opts {
+		o(s)
+	}
+	if s.graph != nil {
+		s.pusher = s.newPusher()
+	}
+	s.sessions = &sessionStore{db: st, seal: seal, idle: cfg.SessionIdle, max: cfg.SessionMax, secure: cfg.Secure(), now: func() time.Time { return s.now() }}
+	s.oidc, err = newOIDCClient(ctx, cfg, s.httpClient)
+	if s.oidc == nil {
+		return nil, err
+	}
+	if err != nil {
+		log.Warn("identity provider unreachable at start-up; sign-in will retry", "issuer", cfg.OIDCIssuer, "err", err)
+	}
+	s.handler = s.routes()
+	return s, nil
+}
+
+// ServeHTTP makes Server an http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }

@@ -1,0 +1,216 @@
+package web
+
+import (
+	"bytes"
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/gob"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/gorilla/sessions"
+
+	"github.com/cartclass/cartclass/store"
+)
+
+// SessionStore is what sessions need from storage.
+type SessionStore interface {
+	PutSession(ctx context.Context, s store.Session) error
+	GetSession(ctx context.Context, idHash []byte) (store.Session, error)
+	TouchSession(ctx context.Context, idHash []byte, at time.Time) error
+	DeleteSession(ctx context.Context, idHash []byte) error
+	PutLogin(ctx context.Context, stateHash, data []byte, expires time.Time) error
+	TakeLogin(ctx context.Context, stateHash []byte) ([]byte, error)
+}
+
+// sealer encrypts small values with AES-256-GCM. The first key seals; every key opens, so
+// keys can be rotated by putting a new one first.
+type sealer struct{ aeads []cipher.AEAD }
+
+func newSealer(keys [][]byte) (*sealer, error) {
+	s := &sealer{}
+	for _, k := range keys {
+		// Derive a fixed-size AES key so any key of 32 bytes or more works.
+		sum := sha256.Sum256(append([]byte("cartclass session seal v1\x00"), k...))
+		block, err := aes.NewCipher(sum[:])
+		if err != nil {
+			return nil, err
+		}
+		aead, err := cipher.NewGCM(block)
+		if err != nil {
+			return nil, err
+		}
+		s.aeads = append(s.aeads, aead)
+	}
+	if len(s.aeads) == 0 {
+		return nil, errors.New("no session key")
+	}
+	return s, nil
+}
+
+// seal encrypts plain, binding it to ad (the row's id hash) so rows cannot be swapped.
+func (s *sealer) seal(plain, ad []byte) []byte {
+	nonce := make([]byte, s.aeads[0].NonceSize())
+	rand.Read(nonce)
+	return s.aeads[0].Seal(nonce, nonce, plain, ad)
+}
+
+func (s *sealer) open(sealed, ad []byte) ([]byte, error) {
+	for _, a := range s.aeads {
+		if len(sealed) < a.NonceSize() {
+			continue
+		}
+		if plain, err := a.Open(nil, sealed[:a.NonceSize()], sealed[a.NonceSize():], ad); err == nil {
+			return plain, nil
+		}
+	}
+	return nil, errors.New("sealed data does not open with any session key")
+}
+
+// Keys of the values kept in a session.
+const (
+	keyUser      = "user"
+	keyCreatedAt = "created_at"
+)
+
+func init() {
+	gob.Register(User{})
+	gob.Register(time.Time{})
+}
+
+// sessionStore is a gorilla/sessions Store backed by SQLite: the cookie carries only a
+// random 256-bit id; the values live server-side, sealed, under a hash of the id. Idle and
+// absolute lifetimes are enforced here, on the server.
+type sessionStore struct {
+	db     SessionStore
+	seal   *sealer
+	idle   time.Duration
+	max    time.Duration
+	secure bool
+	now    func() time.Time
+}
+
+// cookieName is the session cookie's name: __Host- prefixed over https, so it can only
+// have been set by this origin, on path /, with Secure.
+func (st *sessionStore) cookieName() string {
+	if st.secure {
+		return "__Host-cartclass_session"
+	}
+	return "cartclass_session"
+}
+
+func (st *sessionStore) options() *sessions.Options {
+	return &sessions.Options{Path: "/", HttpOnly: true, Secure: st.secure, SameSite: http.SameSiteLaxMode}
+}
+
+// Get returns the request's session, cached for the request by gorilla's registry.
+func (st *sessionStore) Get(r *http.Request, name string) (*sessions.Session, error) {
+	return sessions.GetRegistry(r).Get(st, name)
+}
+
+// New loads the session named by the request's cookie, or returns a new empty one when there
+// is none, it is unknown, tampered with, expired or idle. It never fails the request: a bad
+// cookie simply means "signed out".
+func (st *sessionStore) New(r *http.Request, name string) (*sessions.Session, error) {
+	s := sessions.NewSession(st, name)
+	s.Options = st.options()
+	s.IsNew = true
+	c, err := r.Cookie(name)
+	if err != nil {
+		return s, nil
+	}
+	id, ok := decodeID(c.Value)
+	if !ok {
+		return s, nil
+	}
+	h := hashID(id)
+	row, err := st.db.GetSession(r.Context(), h)
+	if err != nil {
+		if !errors.Is(err, store.ErrNotFound) {
+			return s, err
+		}
+		return s, nil
+	}
+	now := st.now()
+	if !now.Before(row.ExpiresAt) || now.Sub(row.LastSeenAt) >= st.idle {
+		st.db.DeleteSession(r.Context(), h)
+		return s, nil
+	}
+	plain, err := st.seal.open(row.Data, h)
+	if err != nil {
+		return s, nil // sealed with a retired key: signed out
+	}
+	if err := gob.NewDecoder(bytes.NewReader(plain)).Decode(&s.Values); err != nil {
+		return s, nil
+	}
+	s.ID, s.IsNew = c.Value, false
+	// Record activity at most once a minute so reads stay reads.
+	if now.Sub(row.LastSeenAt) > time.Minute {
+		if err := st.db.TouchSession(r.Context(), h, now); err != nil {
+			return s, err
+		}
+	}
+	return s, nil
+}
+
+// Save writes the session and its cookie. MaxAge < 0 deletes both. An empty ID (a new
+// session, or one whose ID was cleared to rotate it) gets a fresh random ID.
+func (st *sessionStore) Save(r *http.Request, w http.ResponseWriter, s *sessions.Session) error {
+	if s.Options.MaxAge < 0 {
+		if id, ok := decodeID(s.ID); ok {
+			if err := st.db.DeleteSession(r.Context(), hashID(id)); err != nil {
+				return err
+			}
+		}
+		http.SetCookie(w, sessions.NewCookie(s.Name(), "", &sessions.Options{Path: "/", MaxAge: -1, HttpOnly: true, Secure: st.secure, SameSite: http.SameSiteLaxMode}))
+		return nil
+	}
+	now := st.now()
+	if s.ID == "" {
+		id := make([]byte, 32)
+		rand.Read(id)
+		s.ID = base64.RawURLEncoding.EncodeToString(id)
+		s.Values[keyCreatedAt] = now
+	}
+	created, _ := s.Values[keyCreatedAt].(time.Time)
+	if created.IsZero() {
+		created = now
+		s.Values[keyCreatedAt] = now
+	}
+	id, _ := decodeID(s.ID)
+	h := hashID(id)
+	var buf bytes.Buffer
+	if err := gob.NewEncoder(&buf).Encode(s.Values); err != nil {
+		return fmt.Errorf("encode session: %w", err)
+	}
+	var subject string
+	if u, ok := s.Values[keyUser].(User); ok {
+		subject = u.Subject
+	}
+	err := st.db.PutSession(r.Context(), store.Session{
+		IDHash: h, Subject: subject, Data: st.seal.seal(buf.Bytes(), h),
+		CreatedAt: created, LastSeenAt: now, ExpiresAt: created.Add(st.max),
+	})
+	if err != nil {
+		return err
+	}
+	// No Max-Age: the cookie ends with the browser; the server enforces the lifetimes.
+	http.SetCookie(w, sessions.NewCookie(s.Name(), s.ID, st.options()))
+	return nil
+}
+
+func decodeID(v string) ([]byte, bool) {
+	id, err := base64.RawURLEncoding.DecodeString(v)
+	return id, err == nil && len(id) == 32
+}
+
+func hashID(id []byte) []byte {
+	sum := sha256.Sum256(id)
+	return sum[:]
+}

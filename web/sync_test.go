@@ -1,0 +1,337 @@
+package web_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cartclass/cartclass/graph"
+	"github.com/cartclass/cartclass/graph/emulator"
+	"github.com/cartclass/cartclass/push"
+	"github.com/cartclass/cartclass/store"
+	"github.com/cartclass/cartclass/web"
+	"github.com/cartclass/cartclass/web/devidp"
+)
+
+// graphEnv is cartclass pushing to the Graph emulator with the signed-in admin's token.
+type graphEnv struct {
+	*authEnv
+	emu   *emulator.Emulator
+	admin *http.Client
+}
+
+func newGraphEnv(t *testing.T, emuOpts ...emulator.Option) *graphEnv {
+	t.Helper()
+	emu := emulator.New(emuOpts...)
+	gsrv := httptest.NewServer(emu)
+	t.Cleanup(gsrv.Close)
+	gc, err := graph.New(gsrv.URL + emulator.BasePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newAuthEnv(t, nil, web.WithGraph(gc, push.WithBackoff(10*time.Millisecond, 100*time.Millisecond), push.WithPermissionRecheck(time.Hour)))
+	g := &graphEnv{authEnv: e, emu: emu, admin: e.browser(t)}
+	e.login(t, g.admin, devidp.SubjectAdmin, "/")
+	return g
+}
+
+// create saves a new association as the admin and returns its local id.
+func (g *graphEnv) create(t *testing.T, form url.Values) int64 {
+	t.Helper()
+	h := do(t, g.admin, "POST", g.url+"/associations", form, nil)
+	if h.status != http.StatusSeeOther {
+		t.Fatalf("create = %d %.300s", h.status, h.body)
+	}
+	id, err := strconv.ParseInt(h.location[strings.LastIndex(h.location, "/")+1:], 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// waitState polls the detail page's sync fragment, as the browser does, until the
+// association reaches state, and returns the fragment.
+func (g *graphEnv) waitState(t *testing.T, id int64, state string) hop {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		h := do(t, g.admin, "GET", g.url+"/associations/"+strconv.FormatInt(id, 10)+"/sync", nil, map[string]string{"HX-Request": "true"})
+		if strings.Contains(h.body, `data-sync-state="`+state+`"`) {
+			return h
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("association %d never reached %s; last fragment: %.600s", id, state, h.body)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (g *graphEnv) writes() []emulator.Request {
+	var out []emulator.Request
+	for _, r := range g.emu.Requests() {
+		if r.Method == "POST" || r.Method == "PATCH" {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func bodyOf(t *testing.T, r emulator.Request) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(r.Body, &m); err != nil {
+		t.Fatalf("%s body %q: %v", r.Method, r.Body, err)
+	}
+	return m
+}
+
+func TestSaveReachesGraph(t *testing.T) {
+	g := newGraphEnv(t)
+	id := g.create(t, url.Values{"displayName": {"Room 12 iPads"}, "description": {"Science"}, "version": {"1"},
+		"deviceCartIds": {"cart-1\ncart-2"}, "classroomIds": {"r12"}})
+
+	// While waiting the panel polls itself; once synced the answer stops polling.
+	h := g.waitState(t, id, store.SyncSynced)
+	d := parseDoc(t, h.body)
+	if _, polling := d.Find("#sync-status").Attr("hx-trigger"); polling {
+		t.Error("a synced panel still polls")
+	}
+	objs := g.emu.Objects()
+	if len(objs) != 1 {
+		t.Fatalf("Graph holds %d objects, want 1", len(objs))
+	}
+	if got := strings.TrimSpace(d.Find(`[data-testid="graph-id"]`).Text()); got != objs[0].ID {
+		t.Errorf("page shows Graph id %q, Graph has %q", got, objs[0].ID)
+	}
+	w := g.writes()
+	if len(w) != 1 || w[0].Method != "POST" {
+		t.Fatalf("Graph received %d writes, want one POST", len(w))
+	}
+	want := map[string]any{"@odata.type": "#microsoft.graph.cartToClassAssociation", "version": 1.0, "displayName": "Room 12 iPads",
+		"description": "Science", "deviceCartIds": []any{"cart-1", "cart-2"}, "classroomIds": []any{"r12"}}
+	if got := bodyOf(t, w[0]); !jsonEqual(got, want) {
+		t.Errorf("POST body = %v, want %v", got, want)
+	}
+
+	// Edit the description only: one PATCH carrying only the description.
+	h = do(t, g.admin, "POST", g.url+"/associations/"+strconv.FormatInt(id, 10), url.Values{"displayName": {"Room 12 iPads"},
+		"description": {"Science block"}, "version": {"1"}, "deviceCartIds": {"cart-1\ncart-2"}, "classroomIds": {"r12"}, "revision": {"1"}}, nil)
+	if h.status != http.StatusSeeOther {
+		t.Fatalf("update = %d", h.status)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(g.writes()) < 2 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	g.waitState(t, id, store.SyncSynced)
+	w = g.writes()
+	if len(w) != 2 || w[1].Method != "PATCH" {
+		t.Fatalf("writes after edit = %d, want POST then PATCH", len(w))
+	}
+	if got := bodyOf(t, w[1]); !jsonEqual(got, map[string]any{"@odata.type": "#microsoft.graph.cartToClassAssociation", "description": "Science block"}) {
+		t.Errorf("PATCH body = %v", got)
+	}
+	if objs := g.emu.Objects(); objs[0].Description != "Science block" {
+		t.Errorf("Graph holds description %q", objs[0].Description)
+	}
+}
+
+func TestGraphRejectionShownWithRetry(t *testing.T) {
+	g := newGraphEnv(t)
+	g.emu.Inject(emulator.Fault{Method: "POST", Count: 1, Status: 400, Code: "BadRequest", Message: "Display name is reserved"})
+	id := g.create(t, url.Values{"displayName": {"Reserved"}, "version": {"1"}})
+	h := g.waitState(t, id, store.SyncFailed)
+	d := parseDoc(t, h.body)
+	errText := d.Find(`[data-testid="sync-error"]`).Text()
+	for _, want := range []string{"400", "BadRequest", "Display name is reserved", "Request ID"} {
+		if !strings.Contains(errText, want) {
+			t.Errorf("failed panel lacks %q: %q", want, errText)
+		}
+	}
+	if d.Find(`[data-testid="retry"]`).Length() != 1 {
+		t.Fatal("no Retry button for an admin")
+	}
+
+	// Viewers see the failure but cannot retry.
+	viewer := g.browser(t)
+	g.login(t, viewer, devidp.SubjectViewer, "/")
+	vh := do(t, viewer, "GET", g.url+"/associations/"+strconv.FormatInt(id, 10), nil, nil)
+	if parseDoc(t, vh.body).Find(`[data-testid="retry"]`).Length() != 0 {
+		t.Error("viewer sees Retry")
+	}
+	if h := do(t, viewer, "POST", g.url+"/associations/"+strconv.FormatInt(id, 10)+"/retry", url.Values{}, nil); h.status != http.StatusForbidden {
+		t.Errorf("viewer retry = %d", h.status)
+	}
+
+	// The list filters to what is not synced.
+	lh := do(t, g.admin, "GET", g.url+"/associations?state=notsynced", nil, nil)
+	if rows := parseDoc(t, lh.body).Find(`[data-testid="association-row"]`); rows.Length() != 1 || !strings.Contains(rows.Text(), "Failed") {
+		t.Errorf("not-synced list = %d rows %q", rows.Length(), rows.Text())
+	}
+
+	if h := do(t, g.admin, "POST", g.url+"/associations/"+strconv.FormatInt(id, 10)+"/retry", url.Values{}, nil); h.status != http.StatusSeeOther {
+		t.Fatalf("retry = %d", h.status)
+	}
+	g.waitState(t, id, store.SyncSynced)
+	if n := len(g.emu.Objects()); n != 1 {
+		t.Errorf("Graph holds %d objects after retry, want 1", n)
+	}
+	lh = do(t, g.admin, "GET", g.url+"/associations?state=notsynced", nil, nil)
+	if n := parseDoc(t, lh.body).Find(`[data-testid="association-row"]`).Length(); n != 0 {
+		t.Errorf("not-synced list after retry has %d rows", n)
+	}
+}
+
+func TestDeletedInIntuneOffersRecreate(t *testing.T) {
+	g := newGraphEnv(t)
+	id := g.create(t, url.Values{"displayName": {"Room 3"}, "version": {"1"}})
+	g.waitState(t, id, store.SyncSynced)
+	old := g.emu.Objects()[0].ID
+	g.emu.Reset() // someone deleted it in Intune
+
+	h := do(t, g.admin, "POST", g.url+"/associations/"+strconv.FormatInt(id, 10), url.Values{"displayName": {"Room 3b"}, "version": {"1"}, "revision": {"1"}}, nil)
+	if h.status != http.StatusSeeOther {
+		t.Fatalf("update = %d", h.status)
+	}
+	h = g.waitState(t, id, store.SyncDeleted)
+	d := parseDoc(t, h.body)
+	if !strings.Contains(d.Text(), "deleted in Intune") || d.Find(`[data-testid="recreate"]`).Length() != 1 {
+		t.Fatalf("deleted panel = %.400s", d.Text())
+	}
+	if h := do(t, g.admin, "POST", g.url+"/associations/"+strconv.FormatInt(id, 10)+"/recreate", url.Values{}, nil); h.status != http.StatusSeeOther {
+		t.Fatalf("recreate = %d", h.status)
+	}
+	g.waitState(t, id, store.SyncSynced)
+	objs := g.emu.Objects()
+	if len(objs) != 1 || objs[0].ID == old || objs[0].DisplayName != "Room 3b" {
+		t.Errorf("after re-create Graph holds %+v", objs)
+	}
+}
+
+func TestPermissionPauseBannerAndPushNow(t *testing.T) {
+	g := newGraphEnv(t)
+	g.emu.Inject(emulator.Fault{Status: 403, Code: "Forbidden", Message: "Missing scope DeviceManagementServiceConfig.ReadWrite.All"})
+	id := g.create(t, url.Values{"displayName": {"Room 9"}, "version": {"1"}})
+
+	deadline := time.Now().Add(10 * time.Second)
+	var panel hop
+	for {
+		panel = do(t, g.admin, "GET", g.url+"/sync", nil, nil)
+		if strings.Contains(panel.body, "DeviceManagementServiceConfig.ReadWrite.All") || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	d := parseDoc(t, panel.body)
+	if !strings.Contains(d.Find(`[data-testid="banner"]`).Text(), "DeviceManagementServiceConfig.ReadWrite.All") {
+		t.Errorf("no permission banner naming the scope: %q", d.Find(`[data-testid="banner"]`).Text())
+	}
+	if got := d.Find(`[data-testid="queue-depth"]`).Text(); got != "1" {
+		t.Errorf("queue depth = %q, want 1", got)
+	}
+	if d.Find(`[data-testid="push-now"]`).Length() != 1 {
+		t.Fatal("no Push now button while paused")
+	}
+	// The banner is on every page for admins, not for viewers.
+	lh := do(t, g.admin, "GET", g.url+"/associations", nil, nil)
+	if parseDoc(t, lh.body).Find(`[data-testid="banner"]`).Length() != 1 {
+		t.Error("no banner on the list page")
+	}
+	viewer := g.browser(t)
+	g.login(t, viewer, devidp.SubjectViewer, "/")
+	if h := do(t, viewer, "GET", g.url+"/sync", nil, nil); h.status != http.StatusForbidden {
+		t.Errorf("viewer /sync = %d", h.status)
+	}
+
+	// Consent granted: Push now resumes and the queue drains.
+	g.emu.ClearFaults()
+	if h := do(t, g.admin, "POST", g.url+"/sync/push-now", url.Values{}, nil); h.status != http.StatusSeeOther {
+		t.Fatalf("push now = %d", h.status)
+	}
+	g.waitState(t, id, store.SyncSynced)
+	panel = do(t, g.admin, "GET", g.url+"/sync", nil, nil)
+	d = parseDoc(t, panel.body)
+	if got := d.Find(`[data-testid="queue-depth"]`).Text(); got != "0" {
+		t.Errorf("queue depth after recovery = %q", got)
+	}
+	if d.Find(`[data-testid="banner"]`).Length() != 0 {
+		t.Error("banner still shown after recovery")
+	}
+}
+
+// A token Graph refuses (401) is refreshed once with the admin's refresh token at the
+// identity provider, and the push goes through with the new one.
+func TestRefusedTokenIsRefreshed(t *testing.T) {
+	var mu sync.Mutex
+	var first string
+	var seen []string
+	g := newGraphEnv(t, emulator.WithAuthorizer(func(token string, _ *http.Request) int {
+		mu.Lock()
+		defer mu.Unlock()
+		seen = append(seen, token)
+		if first == "" {
+			first = token
+		}
+		if token == first {
+			return http.StatusUnauthorized
+		}
+		return 0
+	}))
+	id := g.create(t, url.Values{"displayName": {"Room 4"}, "version": {"1"}})
+	g.waitState(t, id, store.SyncSynced)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) < 2 || seen[len(seen)-1] == first {
+		t.Errorf("tokens presented to Graph: %d, last equal to the refused one: %v", len(seen), seen[len(seen)-1] == first)
+	}
+	if n := len(g.emu.Objects()); n != 1 {
+		t.Errorf("Graph holds %d objects", n)
+	}
+}
+
+func jsonEqual(a, b map[string]any) bool {
+	x, _ := json.Marshal(a)
+	y, _ := json.Marshal(b)
+	return string(x) == string(y)
+}
+
+// Delegated mode: a change whose author has no usable token waits (it does not fail), the
+// banner names them, and signing in again sends it.
+func TestChangeWaitsForAuthorsSignIn(t *testing.T) {
+	g := newGraphEnv(t)
+	db, err := openRaw(t, g.dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec("DELETE FROM user_tokens"); err != nil {
+		t.Fatal(err)
+	}
+	id := g.create(t, url.Values{"displayName": {"Room 5"}, "version": {"1"}})
+	deadline := time.Now().Add(10 * time.Second)
+	var banner string
+	for time.Now().Before(deadline) {
+		h := do(t, g.admin, "GET", g.url+"/associations", nil, nil)
+		if banner = parseDoc(t, h.body).Find(`[data-testid="banner"]`).Text(); banner != "" {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !strings.Contains(banner, "Dev Admin") || !strings.Contains(banner, "sign-in expired") {
+		t.Fatalf("banner = %q, want it to name Dev Admin's expired sign-in", banner)
+	}
+	if a, _ := g.store.GetAssociation(t.Context(), id); a.Sync.State != store.SyncWaiting {
+		t.Errorf("state while waiting for sign-in = %q, want waiting", a.Sync.State)
+	}
+	if n := len(g.writes()); n != 0 {
+		t.Errorf("%d writes sent without a token", n)
+	}
+	g.login(t, g.admin, devidp.SubjectAdmin, "/")
+	g.waitState(t, id, store.SyncSynced)
+}
