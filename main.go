@@ -1,0 +1,164 @@
+// Command cartclass serves the cartclass dashboard: school IT admins list, search, create
+// and edit Intune cart-to-class associations, kept in SQLite.
+//
+// main only wires the parts together: configuration, store, web server, shutdown.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/cartclass/cartclass/graph"
+	"github.com/cartclass/cartclass/graph/emulator"
+	"github.com/cartclass/cartclass/store"
+	"github.com/cartclass/cartclass/web"
+	"github.com/cartclass/cartclass/web/devidp"
+)
+
+func main() {
+	dev := flag.Bool("dev", false, "development mode: embedded defaults on loopback")
+	flag.Usage = func() {
+		out := flag.CommandLine.Output()
+		fmt.Fprintf(out, "Usage: cartclass [-dev]\n\nFlags:\n")
+		flag.PrintDefaults()
+		fmt.Fprintf(out, "\nConfiguration comes from the environment:\n\n")
+		web.PrintVars(out)
+	}
+	flag.Parse()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Getenv, *dev, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "cartclass:", err)
+		os.Exit(1)
+	}
+}
+
+// startDevIdP runs the built-in OpenID Connect provider on loopback and points cfg at it.
+// It is a real provider: cartclass signs in through it exactly as through Entra ID. It
+// listens on "localhost", a different site from cartclass's 127.0.0.1, as a real IdP is.
+func startDevIdP(cfg *web.Config, log *slog.Logger) (*devidp.Provider, error) {
+	secret := make([]byte, 24)
+	rand.Read(secret)
+	cfg.OIDCClientID, cfg.OIDCClientSecret = "cartclass-dev", hex.EncodeToString(secret)
+	public := strings.TrimSuffix(cfg.PublicURL.String(), "/")
+	idp, err := devidp.Start(devidp.Config{
+		Issuer: "http://localhost:0",
+		Clients: []devidp.Client{{
+			ID: cfg.OIDCClientID, Secret: cfg.OIDCClientSecret,
+			RedirectURIs:           []string{cfg.RedirectURL()},
+			PostLogoutRedirectURIs: []string{public + "/signedout"},
+		}},
+		Users:  devidp.DefaultUsers(),
+		Logger: log.With("component", "devidp"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("dev identity provider: %w", err)
+	}
+	cfg.OIDCIssuer = idp.Issuer()
+	return idp, nil
+}
+
+// startDevGraph runs the Graph emulator on loopback for -dev, keeping its objects in a file
+// beside the database so restarts stay consistent, and returns its base URL.
+func startDevGraph(dbPath string, log *slog.Logger) (string, func(), error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, fmt.Errorf("dev Graph emulator: %w", err)
+	}
+	emu := emulator.New(
+		emulator.WithLogger(log.With("component", "graph-emulator")),
+		emulator.WithStateFile(strings.TrimSuffix(dbPath, filepath.Ext(dbPath))+"-graph.json"),
+	)
+	srv := &http.Server{Handler: emu, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	return "http://" + ln.Addr().String() + emulator.BasePath, func() { srv.Close() }, nil
+}
+
+// run starts cartclass and blocks until ctx is done, then shuts down gracefully.
+func run(ctx context.Context, getenv func(string) string, dev bool, stdout io.Writer) error {
+	cfg, err := web.LoadConfig(getenv, dev)
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+
+	if dev && cfg.OIDCIssuer == "" {
+		idp, err := startDevIdP(&cfg, log)
+		if err != nil {
+			return err
+		}
+		defer idp.Close()
+		fmt.Fprintf(stdout, "dev identity provider at %s: sign in as Dev Admin, Dev Viewer or Dev Nobody\n", idp.Issuer())
+	}
+
+	if dev && cfg.GraphURL == "" {
+		url, stopEmu, err := startDevGraph(cfg.DBPath, log)
+		if err != nil {
+			return err
+		}
+		defer stopEmu()
+		cfg.GraphURL = url
+		fmt.Fprintf(stdout, "dev Graph emulator at %s (faults: POST %s/_emulator/faults)\n", url, strings.TrimSuffix(url, emulator.BasePath))
+	}
+
+	st, err := store.Open(ctx, cfg.DBPath)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+	}
+	gc, err := graph.New(cfg.GraphURL, graph.WithHTTPClient(&http.Client{Timeout: 60 * time.Second}))
+	if err != nil {
+		return fmt.Errorf("CARTCLASS_GRAPH_URL: %w", err)
+	}
+	app, err := web.New(ctx, cfg, st, log, web.WithGraph(gc))
+	if err != nil {
+		return err
+	}
+	pushCtx, stopPush := context.WithCancel(ctx)
+	pushDone := make(chan struct{})
+	go func() { defer close(pushDone); app.RunPusher(pushCtx) }()
+	defer func() { stopPush(); <-pushDone }()
+	srv := &http.Server{
+		Handler:           app,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	fmt.Fprintf(stdout, "cartclass is running at %s/ (database %s)\n", cfg.PublicURL, cfg.DBPath)
+
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	return nil
+}
