@@ -432,22 +432,26 @@ func (s *Store) park(ctx context.Context, op string, id int64, owner, state stri
 }
 
 // Retry puts a failed or deleted association back in the queue, due now (the admin's Retry
-// button). It returns ErrNotFound when id is neither.
+// button). It returns ErrNotFound when there is no such association and ErrUnchanged when
+// it is neither failed nor deleted (a second click, or another admin was quicker).
 func (s *Store) Retry(ctx context.Context, id int64) error {
 	now := s.Now().UTC()
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		var state string
 		err := tx.QueryRowContext(ctx, `SELECT sync_state FROM associations WHERE id = ?`, id).Scan(&state)
-		if errors.Is(err, sql.ErrNoRows) || (err == nil && state != SyncFailed && state != SyncDeleted) {
+		if errors.Is(err, sql.ErrNoRows) {
 			return ErrNotFound
 		}
 		if err != nil {
 			return err
 		}
+		if state != SyncFailed && state != SyncDeleted {
+			return ErrUnchanged
+		}
 		return requeue(ctx, tx, id, now)
 	})
-	if errors.Is(err, ErrNotFound) {
-		return ErrNotFound
+	if errors.Is(err, ErrNotFound) || errors.Is(err, ErrUnchanged) {
+		return err
 	}
 	if err != nil {
 		return fmt.Errorf("retry %d: %w", id, err)
@@ -456,7 +460,8 @@ func (s *Store) Retry(ctx context.Context, id int64) error {
 }
 
 // Recreate queues a deleted association to be created again in Graph as a new object: it
-// forgets the old graph id and what Graph held. It returns ErrNotFound unless id is deleted.
+// forgets the old graph id and what Graph held. It returns ErrNotFound when there is no such
+// association and ErrUnchanged when it is not deleted (already re-created, say).
 func (s *Store) Recreate(ctx context.Context, id int64) error {
 	now := s.Now().UTC()
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
@@ -466,8 +471,10 @@ func (s *Store) Recreate(ctx context.Context, id int64) error {
 		if err != nil {
 			return err
 		}
-		if n, err := res.RowsAffected(); err != nil || n == 0 {
-			return cmpErr(err, ErrNotFound)
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			return notDeleted(ctx, tx, id)
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE outbox SET create_sent_at = NULL, create_sent_revision = NULL,
 				create_sent_fields = NULL WHERE association_id = ?`, id); err != nil {
@@ -475,8 +482,8 @@ func (s *Store) Recreate(ctx context.Context, id int64) error {
 		}
 		return requeue(ctx, tx, id, now)
 	})
-	if errors.Is(err, ErrNotFound) {
-		return ErrNotFound
+	if errors.Is(err, ErrNotFound) || errors.Is(err, ErrUnchanged) {
+		return err
 	}
 	if err != nil {
 		return fmt.Errorf("recreate %d: %w", id, err)
@@ -484,11 +491,16 @@ func (s *Store) Recreate(ctx context.Context, id int64) error {
 	return nil
 }
 
-func cmpErr(err, otherwise error) error {
-	if err != nil {
+// notDeleted tells why Recreate changed nothing: no such association, or not deleted.
+func notDeleted(ctx context.Context, tx *sql.Tx, id int64) error {
+	var exists bool
+	if err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM associations WHERE id = ?)`, id).Scan(&exists); err != nil {
 		return err
 	}
-	return otherwise
+	if exists {
+		return ErrUnchanged
+	}
+	return ErrNotFound
 }
 
 // ExpediteSubject makes due at now every queued (not parked) row whose latest change was

@@ -401,8 +401,8 @@ func TestFailParksUntilEditOrRetry(t *testing.T) {
 	if got.Sync.State != SyncWaiting || got.Sync.Error != nil || got.Sync.Attempts != 0 || !got.Sync.NextAttemptAt.Equal(*now) {
 		t.Fatalf("after edit: %+v", got.Sync)
 	}
-	if err := s.Retry(t.Context(), a.ID); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("Retry of a waiting association: %v, want ErrNotFound", err)
+	if err := s.Retry(t.Context(), a.ID); !errors.Is(err, ErrUnchanged) {
+		t.Fatalf("Retry of a waiting association: %v, want ErrUnchanged", err)
 	}
 
 	// Fail again; the Retry button unparks it too.
@@ -428,8 +428,11 @@ func TestMarkDeletedAndRecreate(t *testing.T) {
 	if err := s.CompleteCreate(t.Context(), a.ID, "w1", pushedOf(it, "g-A")); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Recreate(t.Context(), a.ID); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("Recreate of a synced association: %v, want ErrNotFound", err)
+	if err := s.Recreate(t.Context(), a.ID); !errors.Is(err, ErrUnchanged) {
+		t.Fatalf("Recreate of a synced association: %v, want ErrUnchanged", err)
+	}
+	if err := s.Recreate(t.Context(), 999); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Recreate(999): %v, want ErrNotFound", err)
 	}
 	obUpdate(t, s, a.ID, "edited")
 	mustClaim(t, s, "w1", obT0)

@@ -329,11 +329,15 @@ func (s *Server) requeue(w http.ResponseWriter, r *http.Request, op func(context
 		s.fail(w, r, err)
 		return
 	}
-	if err := op(r.Context(), id); err != nil && !errors.Is(err, store.ErrUnchanged) {
+	switch err := op(r.Context(), id); {
+	case errors.Is(err, store.ErrUnchanged):
+		// Already back in the queue or synced (a second click): the page shows where it is.
+	case err != nil:
 		s.fail(w, r, err)
 		return
+	default:
+		s.kick()
+		setFlash(w, flash)
 	}
-	s.kick()
-	setFlash(w, flash)
 	redirect(w, r, views.AssociationURL(id))
 }

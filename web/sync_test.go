@@ -182,6 +182,14 @@ func TestGraphRejectionShownWithRetry(t *testing.T) {
 	if n := len(g.emu.Objects()); n != 1 {
 		t.Errorf("Graph holds %d objects after retry, want 1", n)
 	}
+	// A second click (or another admin's) after it went through changes nothing and leads
+	// back to the association, not to a "not found" page.
+	if h := do(t, g.admin, "POST", g.url+"/associations/"+strconv.FormatInt(id, 10)+"/retry", url.Values{}, nil); h.status != http.StatusSeeOther {
+		t.Errorf("retry of a synced association = %d, want 303", h.status)
+	}
+	if h := do(t, g.admin, "POST", g.url+"/associations/99999/retry", url.Values{}, nil); h.status != http.StatusNotFound {
+		t.Errorf("retry of a missing association = %d, want 404", h.status)
+	}
 	lh = do(t, g.admin, "GET", g.url+"/associations?state=notsynced", nil, nil)
 	if n := parseDoc(t, lh.body).Find(`[data-testid="association-row"]`).Length(); n != 0 {
 		t.Errorf("not-synced list after retry has %d rows", n)
