@@ -38,7 +38,7 @@ func (s *Server) handleHealthz(w http.ResponseWriter, r *http.Request) {
 func (s *Server) handleAssociationList(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	// A query is one line: a line break would let it match across two values.
-	query := strings.Join(strings.FieldsFunc(q.Get("q"), func(r rune) bool { return r == '\n' || r == '\r' }), " ")
+	query := strings.TrimSpace(strings.Join(strings.FieldsFunc(q.Get("q"), func(r rune) bool { return r == '\n' || r == '\r' }), " "))
 	l := views.AssociationList{Query: query, Sort: q.Get("sort"), PerPage: perPage, NotSynced: q.Get("state") == "notsynced"}
 	if !store.ValidSort(l.Sort) {
 		l.Sort = store.SortModifiedDesc
@@ -63,10 +63,25 @@ func (s *Server) handleAssociationList(w http.ResponseWriter, r *http.Request) {
 	}
 
 	if isHTMX(r) && r.Header.Get("HX-Target") == "association-table" {
+		// htmx would push the request's URL, every form field included (q=&state=&sort=…);
+		// push the short canonical one so the address bar stays readable and bookmarkable.
+		w.Header().Set("HX-Push-Url", listURL(l))
 		s.render(w, r, http.StatusOK, views.TableFragment(l))
 		return
 	}
 	s.render(w, r, http.StatusOK, views.AssociationsPage(s.page(w, r, "Associations"), l))
+}
+
+// listURL is the canonical address of the list l shows: defaults left out.
+func listURL(l views.AssociationList) string {
+	u := views.ListURL(l.Query, l.Sort, l.Page)
+	if !l.NotSynced {
+		return u
+	}
+	if strings.Contains(u, "?") {
+		return u + "&state=notsynced"
+	}
+	return u + "?state=notsynced"
 }
 
 func (s *Server) handleAssociationNew(w http.ResponseWriter, r *http.Request) {

@@ -284,6 +284,17 @@ func TestListHTMXTableFragment(t *testing.T) {
 		t.Error("fragment repeats the search form")
 	}
 
+	// The address bar gets the short canonical URL, not every form field htmx sent.
+	for target, want := range map[string]string{
+		"/associations?q=alp&sort=name&state=":            "/associations?q=alp&sort=name",
+		"/associations?q=&sort=-modified&state=":          "/associations",
+		"/associations?q=+Alp+&state=notsynced&sort=name": "/associations?q=Alp&sort=name&state=notsynced",
+	} {
+		if got := app.getTable(t, target).header.Get("HX-Push-Url"); got != want {
+			t.Errorf("HX-Push-Url for %s = %q, want %q", target, got, want)
+		}
+	}
+
 	full := app.get(t, "/associations?q=alp&sort=name", false)
 	full.wantStatus(t, http.StatusOK)
 	wantFullPage(t, full)
