@@ -70,7 +70,9 @@ func classify(err error, update bool) (verdict, time.Duration) {
 	}
 	switch s := ae.Status; {
 	case s == http.StatusTooManyRequests && ae.HasRetryAfter:
-		return throttle, ae.RetryAfter
+		// Honoured to the millisecond, but a (broken or hostile) answer asking for days
+		// must not silence the queue until someone restarts cartclass.
+		return throttle, min(ae.RetryAfter, maxThrottle)
 	case s == http.StatusTooManyRequests, s == http.StatusRequestTimeout, s >= 500:
 		return retry, 0
 	case s == http.StatusUnauthorized:
@@ -85,6 +87,9 @@ func classify(err error, update bool) (verdict, time.Duration) {
 	}
 	return fail, 0
 }
+
+// maxThrottle bounds one Retry-After pause; Graph's own ask for minutes at most.
+const maxThrottle = time.Hour
 
 // backoff is the delay before attempt number attempts+1 of one item: full jitter over an
 // exponential ceiling, base·2^attempts capped at max.

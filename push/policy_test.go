@@ -28,6 +28,7 @@ func TestClassify(t *testing.T) {
 	}{
 		{"429 with Retry-After", api(429, "2.128"), false, throttle, 2128 * time.Millisecond},
 		{"429 without", api(429, ""), false, retry, 0},
+		{"429 asking for days", fmt.Errorf("update: %w", &graph.APIError{Status: 429, RetryAfter: 72 * time.Hour, HasRetryAfter: true}), true, throttle, time.Hour},
 		{"500", api(500, ""), true, retry, 0},
 		{"503", api(503, ""), false, retry, 0},
 		{"504", api(504, ""), false, retry, 0},
