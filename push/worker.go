@@ -71,10 +71,11 @@ func (a appTokens) TokenSource(context.Context, string) (oauth2.TokenSource, err
 // Status is the worker's state for the admins' banner.
 type Status struct {
 	// Paused is true while no request goes to Graph for any record: Reason is then
-	// "throttled" (until Until) or "permission" (Scope is missing; re-checked at Until).
+	// "throttled" (until Until), "permission" (Scope is missing; re-checked at Until) or
+	// "credentials" (app-only mode: Graph refused cartclass's own token; re-checked at Until).
 	Paused bool
-	// Reason is "throttled", "permission" or, when not paused but some admins' changes
-	// wait for them to sign in again, "signin"; empty when all is well.
+	// Reason is "throttled", "permission", "credentials" or, when not paused but some
+	// admins' changes wait for them to sign in again, "signin"; empty when all is well.
 	Reason   string
 	Until    time.Time
 	Scope    string
@@ -104,6 +105,7 @@ type Worker struct {
 	backoffMax      time.Duration
 	permRecheck     time.Duration
 	signInRecheck   time.Duration
+	appOnly         bool
 	maxIdle         time.Duration
 	scopes          []string
 	owner           string
@@ -116,6 +118,7 @@ type Worker struct {
 	throttled   time.Time     // no request before this
 	permUntil   time.Time     // paused for a missing permission until this (zero: not)
 	permScope   string
+	permReason  string               // "permission" or "credentials"
 	signIn      map[string]time.Time // author's subject → when to ask their token source again
 	lastSuccess time.Time
 }
@@ -187,6 +190,10 @@ func WithSignInRecheck(d time.Duration) Option { return func(w *Worker) { w.sign
 // WithScopes sets the Graph scopes the app is configured with, named in the permission
 // status when Graph's 403 does not name one.
 func WithScopes(scopes ...string) Option { return func(w *Worker) { w.scopes = slices.Clone(scopes) } }
+
+// WithAppOnly tells the worker that tokens are cartclass's own (client credentials), not
+// its admins': a refused token then pauses the queue instead of waiting for a sign-in.
+func WithAppOnly() Option { return func(w *Worker) { w.appOnly = true } }
 
 // WithOwner sets the prefix of the lease owner names (default host-pid-random).
 func WithOwner(owner string) Option { return func(w *Worker) { w.owner = owner } }
@@ -268,7 +275,7 @@ func (w *Worker) Status() Status {
 	case now.Before(w.throttled):
 		s.Paused, s.Reason, s.Until = true, "throttled", w.throttled
 	case now.Before(w.permUntil):
-		s.Paused, s.Reason, s.Until, s.Scope = true, "permission", w.permUntil, w.permScope
+		s.Paused, s.Reason, s.Until, s.Scope = true, w.permReason, w.permUntil, w.permScope
 	case len(s.Subjects) > 0:
 		s.Reason = "signin"
 	}
@@ -579,11 +586,20 @@ func (w *Worker) settle(bctx, ctx context.Context, owner, subject string, it sto
 	case permission:
 		scope := missingScope(err, w.scopes)
 		w.mu.Lock()
-		w.permUntil, w.permScope = now.Add(w.permRecheck), scope
+		w.permUntil, w.permScope, w.permReason = now.Add(w.permRecheck), scope, "permission"
 		w.mu.Unlock()
 		attrs = append(attrs, "scope", scope)
 		serr = w.st.Postpone(bctx, a.ID, owner, now, syncErr)
 	case signIn:
+		if w.appOnly {
+			// Nobody can sign in to fix cartclass's own credentials: pause the queue and
+			// tell the admins, as for a missing permission.
+			w.mu.Lock()
+			w.permUntil, w.permScope, w.permReason = now.Add(w.permRecheck), "", "credentials"
+			w.mu.Unlock()
+			serr = w.st.Postpone(bctx, a.ID, owner, now, syncErr)
+			break
+		}
 		w.mu.Lock()
 		w.signIn[subject] = now.Add(w.signInRecheck)
 		w.mu.Unlock()

@@ -37,9 +37,15 @@ type authEnv struct {
 
 func newAuthEnv(t *testing.T, env map[string]string, opts ...web.Option) *authEnv {
 	t.Helper()
+	return newAuthEnvIDP(t, nil, env, opts...)
+}
+
+// newAuthEnvIDP is newAuthEnv with the identity provider's configuration adjusted by idpCfg.
+func newAuthEnvIDP(t *testing.T, idpCfg func(*devidp.Config), env map[string]string, opts ...web.Option) *authEnv {
+	t.Helper()
 	srv := httptest.NewUnstartedServer(nil)
 	appURL := "http://" + srv.Listener.Addr().String()
-	idp, err := devidp.Start(devidp.Config{
+	dc := devidp.Config{
 		Issuer: "http://localhost:0",
 		Clients: []devidp.Client{{
 			ID: "cartclass-test", Secret: "test-secret",
@@ -47,7 +53,11 @@ func newAuthEnv(t *testing.T, env map[string]string, opts ...web.Option) *authEn
 			PostLogoutRedirectURIs: []string{appURL + "/signedout"},
 		}},
 		Users: devidp.DefaultUsers(),
-	})
+	}
+	if idpCfg != nil {
+		idpCfg(&dc)
+	}
+	idp, err := devidp.Start(dc)
 	if err != nil {
 		t.Fatal(err)
 	}

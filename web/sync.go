@@ -43,8 +43,10 @@ func (s *Server) RunPusher(ctx context.Context) {
 // newPusher builds the push worker with the token source of the configured mode.
 func (s *Server) newPusher() *push.Worker {
 	var tokens push.TokenSourcer
+	var mode []push.Option
 	if s.cfg.GraphAuth == "app" {
 		tokens = &appTokens{s: s}
+		mode = append(mode, push.WithAppOnly())
 	} else {
 		s.delegated = &delegatedTokens{s: s, pushAs: map[string]string{}, stale: map[string]bool{}}
 		tokens = s.delegated
@@ -53,7 +55,8 @@ func (s *Server) newPusher() *push.Worker {
 		push.WithLogger(s.log.With("component", "push")),
 		push.WithWritesPer20s(s.cfg.GraphWritesPer20s),
 		push.WithScopes(s.cfg.GraphScopes...),
-	}, s.pushOpts...)
+	}, mode...)
+	opts = append(opts, s.pushOpts...)
 	return push.New(s.store, s.graph, tokens, opts...)
 }
 
@@ -92,14 +95,23 @@ func (a *appTokens) TokenSource(ctx context.Context, _ string) (oauth2.TokenSour
 	return a.ts, nil
 }
 
+// Invalidate drops the cached token after Graph refused it, so the next push fetches a
+// new one instead of presenting the refused token until it expires.
+func (a *appTokens) Invalidate(string) {
+	a.once.Lock()
+	defer a.once.Unlock()
+	a.ts = nil
+}
+
 // delegatedTokens pushes each change with its author's token, refreshed with their
 // refresh token; rotated tokens are saved back, sealed. An admin's "Push now" lends their
 // own token to changes whose authors need to sign in again.
 type delegatedTokens struct {
 	s      *Server
 	mu     sync.Mutex
-	pushAs map[string]string // author subject → subject of the admin who pressed Push now
-	stale  map[string]bool   // subjects whose token Graph refused: refresh next time
+	pushAs map[string]string      // author subject → subject of the admin who pressed Push now
+	stale  map[string]bool        // subjects whose token Graph refused: refresh next time
+	locks  map[string]*sync.Mutex // one refresh at a time per subject
 }
 
 func (d *delegatedTokens) TokenSource(ctx context.Context, subject string) (oauth2.TokenSource, error) {
@@ -131,50 +143,91 @@ func (d *delegatedTokens) lend(admin string, authors []string) {
 	}
 }
 
+// source checks that subject has a token at all, so a change without one waits at once,
+// and returns the source that hands it out.
 func (d *delegatedTokens) source(ctx context.Context, subject string) (oauth2.TokenSource, error) {
-	tok, err := d.s.loadUserToken(ctx, subject)
-	if err != nil {
+	if _, err := d.s.loadUserToken(ctx, subject); err != nil {
 		return nil, err
 	}
-	oc, _, err := d.s.oidc.ready()
-	if err != nil {
-		return nil, err
-	}
+	return subjectTokens{d: d, subject: subject}, nil
+}
+
+// lock returns subject's refresh lock.
+func (d *delegatedTokens) lock(subject string) *sync.Mutex {
 	d.mu.Lock()
-	if d.stale[subject] {
-		delete(d.stale, subject)
+	defer d.mu.Unlock()
+	if d.locks == nil {
+		d.locks = map[string]*sync.Mutex{}
+	}
+	l := d.locks[subject]
+	if l == nil {
+		l = &sync.Mutex{}
+		d.locks[subject] = l
+	}
+	return l
+}
+
+// subjectTokens hands out one person's stored access token, refreshing and saving it back
+// when it has expired or Graph refused it.
+type subjectTokens struct {
+	d       *delegatedTokens
+	subject string
+}
+
+// Token reads the stored token under the subject's lock: two pushes of the same admin's
+// changes must not both spend the refresh token, since the provider may rotate it and
+// refuse the second use (which would wrongly ask the admin to sign in again).
+func (t subjectTokens) Token() (*oauth2.Token, error) {
+	l := t.d.lock(t.subject)
+	l.Lock()
+	defer l.Unlock()
+	s := t.d.s
+	ctx := s.baseCtx
+	tok, err := s.loadUserToken(ctx, t.subject)
+	if err != nil {
+		return nil, err
+	}
+	t.d.mu.Lock()
+	if t.d.stale[t.subject] {
+		delete(t.d.stale, t.subject)
 		tok.Expiry = time.Unix(1, 0) // force a refresh
 	}
-	d.mu.Unlock()
-	src := oc.TokenSource(oidc.ClientContext(d.s.baseCtx, d.s.httpClient), tok)
-	return &savingSource{src: src, last: tok, subject: subject, s: d.s}, nil
-}
-
-// savingSource stores refreshed (rotated) tokens, and turns a refused refresh into
-// push.ErrSignInNeeded so the change waits for its author instead of failing.
-type savingSource struct {
-	src     oauth2.TokenSource
-	last    *oauth2.Token
-	subject string
-	s       *Server
-}
-
-func (p *savingSource) Token() (*oauth2.Token, error) {
-	t, err := p.src.Token()
+	t.d.mu.Unlock()
+	if tok.Valid() {
+		return tok, nil
+	}
+	if tok.RefreshToken == "" {
+		return nil, fmt.Errorf("%w: the token of %s expired and there is no refresh token", push.ErrSignInNeeded, t.subject)
+	}
+	oc, _, err := s.oidc.ready()
 	if err != nil {
-		var re *oauth2.RetrieveError
-		if errors.As(err, &re) || p.last.RefreshToken == "" {
-			return nil, fmt.Errorf("%w: refresh for %s refused: %v", push.ErrSignInNeeded, p.subject, err)
-		}
 		return nil, err
 	}
-	if t.AccessToken != p.last.AccessToken {
-		if err := p.s.saveUserToken(context.Background(), p.subject, t); err != nil {
-			return nil, err
+	fresh, err := oc.TokenSource(oidc.ClientContext(ctx, s.httpClient), tok).Token()
+	if err != nil {
+		if refreshRefused(err) {
+			return nil, fmt.Errorf("%w: refresh for %s refused: %v", push.ErrSignInNeeded, t.subject, err)
 		}
-		p.last = t
+		return nil, err // the provider is down or slow: retried with backoff
 	}
-	return t, nil
+	if err := s.saveUserToken(ctx, t.subject, fresh); err != nil {
+		return nil, err
+	}
+	return fresh, nil
+}
+
+// refreshRefused tells a refresh token the provider will never accept again (the person
+// must sign in) from a provider that failed for now.
+func refreshRefused(err error) bool {
+	var re *oauth2.RetrieveError
+	if !errors.As(err, &re) {
+		return false
+	}
+	switch re.ErrorCode {
+	case "invalid_grant", "interaction_required", "login_required", "consent_required":
+		return true
+	}
+	return false
 }
 
 type storedToken struct {
@@ -231,6 +284,9 @@ func (s *Server) banner(ctx context.Context) *views.Banner {
 		return &views.Banner{Kind: "warning", Message: "Microsoft Graph asked cartclass to slow down: pushing is paused until " + st.Until.UTC().Format("15:04:05 UTC") + "."}
 	case "permission":
 		return &views.Banner{Kind: "danger", Message: "Pushing to Microsoft Graph is paused: the permission " + st.Scope + " is missing."}
+	case "credentials":
+		return &views.Banner{Kind: "danger", Message: "Pushing to Microsoft Graph is paused: Graph refused cartclass's own credentials. " +
+			"Check CARTCLASS_GRAPH_CLIENT_ID, CARTCLASS_GRAPH_CLIENT_SECRET and the app's tenant, then press Push now."}
 	case "signin":
 		names := make([]string, 0, len(st.Subjects))
 		for _, sub := range st.Subjects {

@@ -28,6 +28,17 @@ type graphEnv struct {
 
 func newGraphEnv(t *testing.T, emuOpts ...emulator.Option) *graphEnv {
 	t.Helper()
+	return newGraphEnvWith(t, nil, emuOpts...)
+}
+
+// newGraphEnvWith is newGraphEnv with extra CARTCLASS_* variables.
+func newGraphEnvWith(t *testing.T, env map[string]string, emuOpts ...emulator.Option) *graphEnv {
+	t.Helper()
+	return newGraphEnvIDP(t, nil, env, emuOpts...)
+}
+
+func newGraphEnvIDP(t *testing.T, idpCfg func(*devidp.Config), env map[string]string, emuOpts ...emulator.Option) *graphEnv {
+	t.Helper()
 	emu := emulator.New(emuOpts...)
 	gsrv := httptest.NewServer(emu)
 	t.Cleanup(gsrv.Close)
@@ -35,7 +46,7 @@ func newGraphEnv(t *testing.T, emuOpts ...emulator.Option) *graphEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := newAuthEnv(t, nil, web.WithGraph(gc, push.WithBackoff(10*time.Millisecond, 100*time.Millisecond), push.WithPermissionRecheck(time.Hour)))
+	e := newAuthEnvIDP(t, idpCfg, env, web.WithGraph(gc, push.WithBackoff(10*time.Millisecond, 100*time.Millisecond), push.WithPermissionRecheck(time.Hour)))
 	g := &graphEnv{authEnv: e, emu: emu, admin: e.browser(t)}
 	e.login(t, g.admin, devidp.SubjectAdmin, "/")
 	return g
@@ -342,4 +353,85 @@ func TestChangeWaitsForAuthorsSignIn(t *testing.T) {
 	}
 	g.login(t, g.admin, devidp.SubjectAdmin, "/")
 	g.waitState(t, id, store.SyncSynced)
+}
+
+// App-only mode: changes reach Graph with cartclass's own client-credentials token from the
+// provider's token endpoint, never with the admin's.
+func TestAppModePushesWithClientCredentials(t *testing.T) {
+	var mu sync.Mutex
+	var tokens []string
+	g := newGraphEnvWith(t, map[string]string{"CARTCLASS_GRAPH_AUTH": "app"}, emulator.WithAuthorizer(func(token string, _ *http.Request) int {
+		mu.Lock()
+		defer mu.Unlock()
+		tokens = append(tokens, token)
+		return 0
+	}))
+	id := g.create(t, url.Values{"displayName": {"Room 6"}, "version": {"1"}})
+	g.waitState(t, id, store.SyncSynced)
+	userTok, err := g.store.GetUserToken(t.Context(), devidp.SubjectAdmin)
+	if err == nil && len(userTok) > 0 {
+		t.Error("app mode kept the admin's token for pushing")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(tokens) == 0 || tokens[0] == "" {
+		t.Fatalf("tokens presented to Graph: %q", tokens)
+	}
+}
+
+// App-only mode: when Graph refuses cartclass's own token even after a fresh one, nobody's
+// sign-in can fix it: the queue pauses with a banner about the app's credentials, and the
+// change waits instead of failing.
+func TestAppModeRefusedCredentialsPauseTheQueue(t *testing.T) {
+	g := newGraphEnvWith(t, map[string]string{"CARTCLASS_GRAPH_AUTH": "app"}, emulator.WithAuthorizer(func(string, *http.Request) int {
+		return http.StatusUnauthorized
+	}))
+	id := g.create(t, url.Values{"displayName": {"Room 7"}, "version": {"1"}})
+	deadline := time.Now().Add(10 * time.Second)
+	var banner string
+	for time.Now().Before(deadline) {
+		h := do(t, g.admin, "GET", g.url+"/associations", nil, nil)
+		if banner = parseDoc(t, h.body).Find(`[data-testid="banner"]`).Text(); banner != "" {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !strings.Contains(banner, "credentials") || !strings.Contains(banner, "CARTCLASS_GRAPH_CLIENT_SECRET") || strings.Contains(banner, "Dev Admin") {
+		t.Fatalf("banner = %q, want one about cartclass's own credentials", banner)
+	}
+	if a, _ := g.store.GetAssociation(t.Context(), id); a.Sync.State != store.SyncWaiting {
+		t.Errorf("state = %q, want waiting", a.Sync.State)
+	}
+	if n := len(g.emu.Objects()); n != 0 {
+		t.Errorf("Graph holds %d objects", n)
+	}
+}
+
+// Several changes by one admin pushed at once, each needing a refresh: the provider rotates
+// refresh tokens (a used one is refused), so the refreshes must take turns and use the
+// latest token; otherwise all but one would wrongly wait for the admin to sign in again.
+func TestConcurrentPushesShareOneRefresh(t *testing.T) {
+	g := newGraphEnvIDP(t, func(c *devidp.Config) {
+		// Under oauth2's 10 s expiry margin, so every push refreshes (but over 1 s: a
+		// lifetime that rounds to expires_in=0 would mean "never expires").
+		c.AccessTokenLifetime = 5 * time.Second
+	}, nil)
+	// Saved straight into the store (no kick), then one save through the page wakes the
+	// worker, which claims several at the same instant.
+	var ids []int64
+	for i := range 8 {
+		a, err := g.store.CreateAssociation(t.Context(), store.Fields{DisplayName: "Room " + strconv.Itoa(20+i), Version: 1},
+			store.Actor{Subject: devidp.SubjectAdmin, Name: "Dev Admin"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, a.ID)
+	}
+	ids = append(ids, g.create(t, url.Values{"displayName": {"Room 30"}, "version": {"1"}}))
+	for _, id := range ids {
+		g.waitState(t, id, store.SyncSynced)
+	}
+	if n := len(g.emu.Objects()); n != len(ids) {
+		t.Errorf("Graph holds %d objects, want %d", n, len(ids))
+	}
 }

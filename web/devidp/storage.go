@@ -331,14 +331,42 @@ func (s *storage) newAccessTokenLocked(clientID, subject string, scopes []string
 }
 
 func (s *storage) CreateAccessToken(_ context.Context, request op.TokenRequest) (string, time.Time, error) {
-	a, ok := request.(*authRequest)
-	if !ok {
-		return "", time.Time{}, oidc.ErrUnsupportedGrantType().WithParent(errNotSupported)
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	t := s.newAccessTokenLocked(a.clientID, a.subject, a.scopes)
+	var t *accessToken
+	switch r := request.(type) {
+	case *authRequest:
+		t = s.newAccessTokenLocked(r.clientID, r.subject, r.scopes)
+	case *clientCredentialsRequest:
+		t = s.newAccessTokenLocked(r.clientID, r.clientID, r.scopes)
+	default:
+		return "", time.Time{}, oidc.ErrUnsupportedGrantType().WithParent(errNotSupported)
+	}
 	return t.id, t.expires, nil
+}
+
+// clientCredentialsRequest is an app-only token request (cartclass's
+// CARTCLASS_GRAPH_AUTH=app): the token acts as the client itself, as Entra's
+// app-only tokens do, and carries no refresh token.
+type clientCredentialsRequest struct {
+	clientID string
+	scopes   []string
+}
+
+func (r *clientCredentialsRequest) GetSubject() string    { return r.clientID }
+func (r *clientCredentialsRequest) GetAudience() []string { return []string{r.clientID} }
+func (r *clientCredentialsRequest) GetScopes() []string   { return r.scopes }
+
+// ClientCredentials authenticates a confidential client for the client_credentials grant.
+func (s *storage) ClientCredentials(ctx context.Context, clientID, secret string) (op.Client, error) {
+	if err := s.AuthorizeClientIDSecret(ctx, clientID, secret); err != nil {
+		return nil, err
+	}
+	return s.clients[clientID], nil
+}
+
+func (s *storage) ClientCredentialsTokenRequest(_ context.Context, clientID string, scopes []string) (op.TokenRequest, error) {
+	return &clientCredentialsRequest{clientID: clientID, scopes: slices.Clone(scopes)}, nil
 }
 
 // CreateAccessAndRefreshTokens issues a new refresh token each time and,
@@ -505,7 +533,7 @@ func (c *client) ResponseTypes() []oidc.ResponseType {
 	return []oidc.ResponseType{oidc.ResponseTypeCode}
 }
 func (c *client) GrantTypes() []oidc.GrantType {
-	return []oidc.GrantType{oidc.GrantTypeCode, oidc.GrantTypeRefreshToken}
+	return []oidc.GrantType{oidc.GrantTypeCode, oidc.GrantTypeRefreshToken, oidc.GrantTypeClientCredentials}
 }
 func (c *client) LoginURL(authRequestID string) string { return c.loginURL(authRequestID) }
 func (c *client) AccessTokenType() op.AccessTokenType  { return op.AccessTokenTypeBearer }
