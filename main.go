@@ -138,6 +138,7 @@ func run(ctx context.Context, getenv func(string) string, dev bool, stdout io.Wr
 	pushDone := make(chan struct{})
 	go func() { defer close(pushDone); app.RunPusher(pushCtx) }()
 	defer func() { stopPush(); <-pushDone }()
+	go app.RunSessionCleanup(pushCtx, 10*time.Minute)
 	srv := &http.Server{
 		Handler:           app,
 		ReadHeaderTimeout: 10 * time.Second,

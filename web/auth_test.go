@@ -32,6 +32,7 @@ type authEnv struct {
 	srv    *httptest.Server
 	url    string
 	dbPath string
+	app    *web.Server
 	store  *store.Store
 }
 
@@ -95,7 +96,7 @@ func newAuthEnvIDP(t *testing.T, idpCfg func(*devidp.Config), env map[string]str
 	srv.Config.Handler = app
 	srv.Start()
 	t.Cleanup(srv.Close)
-	return &authEnv{idp: idp, srv: srv, url: appURL, dbPath: dbPath, store: st}
+	return &authEnv{idp: idp, srv: srv, url: appURL, dbPath: dbPath, store: st, app: app}
 }
 
 // browser is an HTTP client with a cookie jar that does not follow redirects, so each
@@ -721,4 +722,87 @@ func TestConfigReportsEveryProblem(t *testing.T) {
 func openRaw(t *testing.T, path string) (*sql.DB, error) {
 	t.Helper()
 	return sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)")
+}
+
+// Timed refreshes (the sync panel, a detail page's sync state) are not activity: an open
+// tab must not keep a session alive past the idle timeout. A click is activity.
+func TestPollingDoesNotKeepSessionAlive(t *testing.T) {
+	g := newGraphEnv(t) // the sync panel exists when pushing to Graph
+	e, c := g.authEnv, g.admin
+	db, err := openRaw(t, e.dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	a, err := e.store.CreateAssociation(t.Context(), store.Fields{DisplayName: "Room 1", Version: 1}, store.Actor{Subject: devidp.SubjectAdmin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lastSeen := func() int64 {
+		var v int64
+		if err := db.QueryRow("SELECT last_seen_at FROM sessions").Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	tenMinAgo := time.Now().Add(-10 * time.Minute).UnixNano()
+	for _, page := range []string{"/associations/" + strconv.FormatInt(a.ID, 10), "/sync"} {
+		// The poller's id and URL, as the page renders them.
+		doc := parseDoc(t, do(t, c, "GET", e.url+page, nil, nil).body)
+		poller := doc.Find(`[hx-trigger^="every"]`)
+		pollerID, _ := poller.Attr("id")
+		pollURL, _ := poller.Attr("hx-get")
+		if pollerID == "" || pollURL == "" {
+			t.Fatalf("%s has no timed refresh with an id: %q %q", page, pollerID, pollURL)
+		}
+		if _, err := db.Exec("UPDATE sessions SET last_seen_at = ?", tenMinAgo); err != nil {
+			t.Fatal(err)
+		}
+		h := do(t, c, "GET", e.url+pollURL, nil, map[string]string{"HX-Request": "true", "HX-Trigger": pollerID})
+		if h.status != http.StatusOK {
+			t.Fatalf("poll of %s = %d", pollURL, h.status)
+		}
+		if got := lastSeen(); got != tenMinAgo {
+			t.Errorf("the timed refresh of %s counted as activity (last seen moved %v)", page, time.Duration(got-tenMinAgo))
+		}
+	}
+	do(t, c, "GET", e.url+"/associations", nil, nil)
+	if got := lastSeen(); got == tenMinAgo {
+		t.Error("opening a page did not count as activity")
+	}
+}
+
+// Sessions nobody comes back to are deleted by the periodic clean-up, not only on use.
+func TestSessionCleanupDeletesAbandonedSessions(t *testing.T) {
+	e := newAuthEnv(t, nil)
+	for range 2 {
+		e.login(t, e.browser(t), devidp.SubjectAdmin, "/")
+	}
+	db, err := openRaw(t, e.dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	// One session idle for 9 hours (the idle limit is 8), one fresh.
+	if _, err := db.Exec("UPDATE sessions SET last_seen_at = ? WHERE id_hash = (SELECT min(id_hash) FROM sessions)", time.Now().Add(-9*time.Hour).UnixNano()); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { defer close(done); e.app.RunSessionCleanup(ctx, time.Hour) }()
+	defer func() { cancel(); <-done }()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var n int
+		if err := db.QueryRow("SELECT count(*) FROM sessions").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n == 1 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d sessions left, want the fresh one only", n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }

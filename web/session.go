@@ -27,6 +27,7 @@ type SessionStore interface {
 	DeleteSession(ctx context.Context, idHash []byte) error
 	PutLogin(ctx context.Context, stateHash, data []byte, expires time.Time) error
 	TakeLogin(ctx context.Context, stateHash []byte) ([]byte, error)
+	DeleteExpired(ctx context.Context, now, idleBefore time.Time) (int64, error)
 }
 
 // sealer encrypts small values with AES-256-GCM. The first key seals; every key opens, so
@@ -150,8 +151,10 @@ func (st *sessionStore) New(r *http.Request, name string) (*sessions.Session, er
 		return s, nil
 	}
 	s.ID, s.IsNew = c.Value, false
-	// Record activity at most once a minute so reads stay reads.
-	if now.Sub(row.LastSeenAt) > time.Minute {
+	// Record activity at most once a minute so reads stay reads. A page refreshing itself
+	// on a timer is not the admin's activity: an open sync panel must not keep a
+	// session alive forever.
+	if now.Sub(row.LastSeenAt) > time.Minute && !isPoll(r) {
 		if err := st.db.TouchSession(r.Context(), h, now); err != nil {
 			return s, err
 		}
@@ -213,4 +216,37 @@ func decodeID(v string) ([]byte, bool) {
 func hashID(id []byte) []byte {
 	sum := sha256.Sum256(id)
 	return sum[:]
+}
+
+// pollers are the ids of the elements that refresh themselves on a timer (hx-trigger
+// "every …"): the detail page's sync state and the sync panel's figures. htmx names the
+// element that triggered a request in the HX-Trigger header.
+var pollers = map[string]bool{"sync-status": true, "sync-stats": true}
+
+// isPoll reports whether r is a timed refresh rather than something the admin did.
+func isPoll(r *http.Request) bool {
+	return r.Method == http.MethodGet && r.Header.Get("HX-Request") == "true" && pollers[r.Header.Get("HX-Trigger")]
+}
+
+// RunSessionCleanup deletes expired sessions and abandoned sign-ins at once and then every
+// interval until ctx is done, so neither table grows without bound (an expired session is
+// refused on use anyway; this removes the ones never used again).
+func (s *Server) RunSessionCleanup(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		now := s.now()
+		n, err := s.store.DeleteExpired(ctx, now, now.Add(-s.cfg.SessionIdle))
+		switch {
+		case err != nil && ctx.Err() == nil:
+			s.log.Error("session cleanup failed", "err", err)
+		case n > 0:
+			s.log.Debug("expired sessions deleted", "count", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
