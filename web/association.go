@@ -106,7 +106,7 @@ func (s *Server) handleAssociationCreate(w http.ResponseWriter, r *http.Request)
 		return
 	}
 	s.kick()
-	setFlash(w, "created")
+	s.setFlash(w, "created")
 	redirect(w, r, views.AssociationURL(a.ID))
 }
 
@@ -175,7 +175,7 @@ func (s *Server) handleAssociationUpdate(w http.ResponseWriter, r *http.Request)
 	var conflict *store.ConflictError
 	switch {
 	case errors.Is(err, store.ErrUnchanged):
-		setFlash(w, "unchanged")
+		s.setFlash(w, "unchanged")
 	case errors.As(err, &conflict):
 		s.renderConflict(w, r, fields, in, conflict.Current)
 		return
@@ -184,7 +184,7 @@ func (s *Server) handleAssociationUpdate(w http.ResponseWriter, r *http.Request)
 		return
 	default:
 		s.kick()
-		setFlash(w, "updated")
+		s.setFlash(w, "updated")
 	}
 	redirect(w, r, views.AssociationURL(id))
 }

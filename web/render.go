@@ -45,7 +45,7 @@ func (s *Server) page(w http.ResponseWriter, r *http.Request, title string, crum
 	// Only a full page shows the flash: a fragment must not consume it.
 	var flash views.Flash
 	if !isHTMX(r) {
-		flash = takeFlash(w, r)
+		flash = s.takeFlash(w, r)
 	}
 	var user *views.User
 	var banner *views.Banner
@@ -77,8 +77,6 @@ func redirect(w http.ResponseWriter, r *http.Request, url string) {
 	http.Redirect(w, r, url, http.StatusSeeOther)
 }
 
-const flashCookie = "cartclass_flash"
-
 // flashes are the messages a redirect can carry; the cookie holds only the key, so nothing
 // a user controls is ever echoed from it.
 var flashes = map[string]views.Flash{
@@ -90,15 +88,25 @@ var flashes = map[string]views.Flash{
 	"pushing":    {Kind: "info", Message: "Pushing now."},
 }
 
-func setFlash(w http.ResponseWriter, key string) {
-	http.SetCookie(w, &http.Cookie{Name: flashCookie, Value: key, Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode, MaxAge: 60})
+// flashCookie is the cookie carrying a flash key across a redirect: __Host- prefixed and
+// Secure over https, like the session cookie.
+func (s *Server) flashCookie(value string, maxAge int) *http.Cookie {
+	name := "cartclass_flash"
+	if s.cfg.Secure() {
+		name = "__Host-cartclass_flash"
+	}
+	return &http.Cookie{Name: name, Value: value, Path: "/", HttpOnly: true, Secure: s.cfg.Secure(), SameSite: http.SameSiteLaxMode, MaxAge: maxAge}
 }
 
-func takeFlash(w http.ResponseWriter, r *http.Request) views.Flash {
-	c, err := r.Cookie(flashCookie)
+func (s *Server) setFlash(w http.ResponseWriter, key string) {
+	http.SetCookie(w, s.flashCookie(key, 60))
+}
+
+func (s *Server) takeFlash(w http.ResponseWriter, r *http.Request) views.Flash {
+	c, err := r.Cookie(s.flashCookie("", 0).Name)
 	if err != nil {
 		return views.Flash{}
 	}
-	http.SetCookie(w, &http.Cookie{Name: flashCookie, Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode, MaxAge: -1})
+	http.SetCookie(w, s.flashCookie("", -1))
 	return flashes[c.Value]
 }

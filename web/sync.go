@@ -357,7 +357,7 @@ func (s *Server) handlePushNow(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	s.pusher.Resume()
-	setFlash(w, "pushing")
+	s.setFlash(w, "pushing")
 	redirect(w, r, "/sync")
 }
 
@@ -393,7 +393,7 @@ func (s *Server) requeue(w http.ResponseWriter, r *http.Request, op func(context
 		return
 	default:
 		s.kick()
-		setFlash(w, flash)
+		s.setFlash(w, flash)
 	}
 	redirect(w, r, views.AssociationURL(id))
 }
