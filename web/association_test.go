@@ -1160,7 +1160,7 @@ func TestBodyTooLarge(t *testing.T) {
 	big := func() []byte {
 		return []byte("displayName=Big&version=1&description=" + strings.Repeat("x", 1<<20))
 	}
-	for _, path := range []string{"/associations", fmt.Sprintf("/associations/%d", a.ID), "/associations/validate?field=description"} {
+	for _, path := range []string{"/associations", fmt.Sprintf("/associations/%d", a.ID), "/associations/validate?field=description", "/auth/login"} {
 		t.Run(path+" declared", func(t *testing.T) {
 			r := app.postRaw(t, path, bytes.NewReader(big()), nil)
 			wantErrorPage(t, r, http.StatusRequestEntityTooLarge, "Too much data")

@@ -212,8 +212,8 @@ func (s *Server) handleSignIn(w http.ResponseWriter, r *http.Request) {
 // handleLogin starts the code flow: fresh state, nonce and PKCE verifier in a single-use
 // login record, the state also in a cookie that binds the callback to this browser.
 func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
-	if err := r.ParseForm(); err != nil {
-		s.fail(w, r, fmt.Errorf("%w: %v", errBadRequest, err))
+	if err := parseForm(r); err != nil {
+		s.fail(w, r, err)
 		return
 	}
 	oc, _, err := s.oidc.ready()

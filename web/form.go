@@ -21,15 +21,23 @@ const (
 	maxIDs         = 500
 )
 
-// parseAssociationForm reads the association form from r. A body over the limit returns
-// *http.MaxBytesError; anything unreadable returns errBadRequest.
-func parseAssociationForm(r *http.Request) (views.AssociationValues, error) {
+// parseForm parses r's form. A body over the limit returns *http.MaxBytesError (a 413
+// page); anything unreadable returns errBadRequest (a 400 page).
+func parseForm(r *http.Request) error {
 	if err := r.ParseForm(); err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			return views.AssociationValues{}, tooBig
+			return tooBig
 		}
-		return views.AssociationValues{}, fmt.Errorf("%w: %v", errBadRequest, err)
+		return fmt.Errorf("%w: %v", errBadRequest, err)
+	}
+	return nil
+}
+
+// parseAssociationForm reads the association form from r (errors as parseForm).
+func parseAssociationForm(r *http.Request) (views.AssociationValues, error) {
+	if err := parseForm(r); err != nil {
+		return views.AssociationValues{}, err
 	}
 	return views.AssociationValues{
 		DisplayName:   r.PostForm.Get(views.FieldDisplayName),
