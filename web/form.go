@@ -64,6 +64,8 @@ func validateAssociation(v views.AssociationValues) (store.Fields, map[string]st
 		errs[views.FieldDisplayName] = fmt.Sprintf("Use at most %d characters (this has %d).", maxDisplayName, n)
 	case strings.IndexFunc(f.DisplayName, unicode.IsControl) >= 0:
 		errs[views.FieldDisplayName] = "Remove the line breaks, tabs or other control characters from the display name."
+	case strings.IndexFunc(f.DisplayName, isBidiControl) >= 0:
+		errs[views.FieldDisplayName] = "Remove the hidden text-direction characters from the display name: they make it read differently from what it holds."
 	}
 
 	f.Description = strings.TrimSpace(strings.ReplaceAll(v.Description, "\r\n", "\n"))
@@ -74,6 +76,8 @@ func validateAssociation(v views.AssociationValues) (store.Fields, map[string]st
 		errs[views.FieldDescription] = fmt.Sprintf("Use at most %s characters (this has %s).", thousands(maxDescription), thousands(n))
 	case strings.IndexFunc(f.Description, func(r rune) bool { return unicode.IsControl(r) && r != '\n' && r != '\t' }) >= 0:
 		errs[views.FieldDescription] = "Remove the control characters from the description (line breaks and tabs are fine)."
+	case strings.IndexFunc(f.Description, isBidiControl) >= 0:
+		errs[views.FieldDescription] = "Remove the hidden text-direction characters from the description: they make it read differently from what it holds."
 	}
 
 	version := strings.TrimSpace(v.Version)
@@ -106,7 +110,9 @@ func parseIDs(raw, what string) ([]string, string) {
 	ids := make([]string, 0, len(parts))
 	seen := make(map[string]bool, len(parts))
 	for _, p := range parts {
-		id := strings.TrimSpace(p)
+		// Spreadsheets and web pages often send invisible marks along with a copied cell
+		// (a byte-order mark, a zero-width space): at the ends they are dropped like spaces.
+		id := strings.TrimFunc(p, func(r rune) bool { return unicode.IsSpace(r) || unicode.Is(unicode.Cf, r) })
 		if id == "" || seen[id] {
 			continue
 		}
@@ -120,6 +126,10 @@ func parseIDs(raw, what string) ([]string, string) {
 		if strings.IndexFunc(id, unicode.IsControl) >= 0 {
 			return ids, fmt.Sprintf("The %s ID %s contains a control character; remove it.", what, quoteShort(id))
 		}
+		if strings.IndexFunc(id, func(r rune) bool { return unicode.Is(unicode.Cf, r) }) >= 0 {
+			// Two ids that look the same but are not would match nothing in Intune.
+			return ids, fmt.Sprintf("The %s ID %s contains an invisible character (such as a zero-width space); retype it.", what, quoteShort(id))
+		}
 	}
 	if len(ids) > maxIDs {
 		return ids, fmt.Sprintf("Enter at most %d %s IDs (this list has %d after removing duplicates).", maxIDs, what, len(ids))
@@ -127,10 +137,16 @@ func parseIDs(raw, what string) ([]string, string) {
 	return ids, ""
 }
 
+// isBidiControl reports the explicit text-direction controls (embeddings, overrides,
+// isolates) that can make text display in a different order than it is stored.
+func isBidiControl(r rune) bool {
+	return (r >= '\u202a' && r <= '\u202e') || (r >= '\u2066' && r <= '\u2069')
+}
+
 // quoteShort quotes an id for a message, shortened so a long paste cannot flood the page.
 func quoteShort(s string) string {
 	s = strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) {
+		if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) {
 			return '�'
 		}
 		return r

@@ -21,17 +21,17 @@ func valid() views.AssociationValues {
 
 func TestValidateAssociationNormalises(t *testing.T) {
 	f, errs := validateAssociation(views.AssociationValues{
-		DisplayName:   "  Science  iPads \u00a0",
+		DisplayName:   "  Science  iPads \u00a0 👩\u200d🔬",
 		Description:   "\r\n  first\r\nsecond\twith tab  \r\n",
 		Version:       " +42 ",
-		DeviceCartIDs: " B ,A\tB\r\n\r\n C \n,,\u00a0D\u00a0",
+		DeviceCartIDs: "\ufeff B ,A\tB\r\n\r\n C \n,,\u00a0D\u00a0\u200b",
 		ClassroomIDs:  "",
 	})
 	if len(errs) != 0 {
 		t.Fatalf("errors: %v", errs)
 	}
 	want := store.Fields{
-		DisplayName:   "Science  iPads",
+		DisplayName:   "Science  iPads \u00a0 👩\u200d🔬",
 		Description:   "first\nsecond\twith tab",
 		Version:       42,
 		DeviceCartIDs: []string{"B", "A", "C", "D"},
@@ -66,6 +66,9 @@ func TestValidateAssociationMessages(t *testing.T) {
 		{"cart id too long", func(v *views.AssociationValues) { v.DeviceCartIDs = strings.Repeat("é", 129) }, "deviceCartIds", "The device cart ID “" + strings.Repeat("é", 24) + "…” has 129 characters; the limit is 128."},
 		{"classroom id NUL", func(v *views.AssociationValues) { v.ClassroomIDs = "A\x00B" }, "classroomIds", "The classroom ID “A�B” contains a control character; remove it."},
 		{"classroom ids bad utf-8", func(v *views.AssociationValues) { v.ClassroomIDs = "A\xffB" }, "classroomIds", "The list contains bytes that are not valid text."},
+		{"cart id zero-width space inside", func(v *views.AssociationValues) { v.DeviceCartIDs = "cart\u200b-1" }, "deviceCartIds", "The device cart ID “cart�-1” contains an invisible character (such as a zero-width space); retype it."},
+		{"name right-to-left override", func(v *views.AssociationValues) { v.DisplayName = "Room \u202e21 moor" }, "displayName", "Remove the hidden text-direction characters from the display name: they make it read differently from what it holds."},
+		{"description isolate", func(v *views.AssociationValues) { v.Description = "a\u2066b\u2069" }, "description", "Remove the hidden text-direction characters from the description: they make it read differently from what it holds."},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			v := valid()
