@@ -407,6 +407,11 @@ func (w *Worker) attempt(ctx context.Context, owner, subject string, it *store.O
 	if err != nil {
 		return fmt.Errorf("token source: %w", err)
 	}
+	// Get the token (a refresh may take seconds) before passing the gate, so a pause
+	// that begins meanwhile is seen before the request goes out, not after.
+	if _, err := ts.Token(); err != nil {
+		return fmt.Errorf("get token: %w", err)
+	}
 	err = w.send(ctx, owner, w.gc.WithTokenSource(ts), it)
 	var ae *graph.APIError
 	if !errors.As(err, &ae) || ae.Status != 401 {
