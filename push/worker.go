@@ -608,7 +608,8 @@ func (w *Worker) settle(bctx, ctx context.Context, owner, subject string, it sto
 		w.mu.Lock()
 		w.signIn[subject] = now.Add(w.signInRecheck)
 		w.mu.Unlock()
-		syncErr = &store.SyncError{Status: syncErr.Status, Code: "SignInNeeded", Message: "sign-in needed: " + subject,
+		syncErr = &store.SyncError{Status: syncErr.Status, Code: "SignInNeeded",
+			Message:   "The sign-in of the admin who made this change expired; it waits for them to sign in again, or for any admin to press Push now on the Sync page.",
 			RequestID: syncErr.RequestID}
 		serr = w.st.Postpone(bctx, a.ID, owner, now.Add(w.signInRecheck), syncErr)
 	case fail:

@@ -579,7 +579,7 @@ func TestUnauthorizedRefreshesOnceThenWaitsForSignIn(t *testing.T) {
 	}
 	for _, id := range []int64{revoked.ID, gone.ID} {
 		s := h.get(id).Sync
-		if s.State != store.SyncWaiting || s.Error == nil || s.Error.Code != "SignInNeeded" || !strings.Contains(s.Error.Message, "sign-in needed: sub-") {
+		if s.State != store.SyncWaiting || s.Error == nil || s.Error.Code != "SignInNeeded" || !strings.Contains(s.Error.Message, "sign in again") || strings.Contains(s.Error.Message, "sub-") {
 			t.Fatalf("association %d: %+v (error %+v)", id, s, s.Error)
 		}
 	}
