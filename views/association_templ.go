@@ -1103,7 +1103,7 @@ func errorSummary(errs map[string]string) templ.Component {
 			templ_7745c5c3_Var49 = templ.NopComponent
 		}
 		ctx = templ.ClearChildren(ctx)
-		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 78, "<div class=\"form-errors\" role=\"alert\" tabindex=\"-1\" data-error-summary data-testid=\"error-summary\">")
+		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 78, "<div class=\"form-errors\" role=\"alert\" tabindex=\"-1\" autofocus data-error-summary data-testid=\"error-summary\">")
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
@@ -2380,7 +2380,7 @@ func ConflictView(c Conflict) templ.Component {
 			templ_7745c5c3_Var119 = templ.NopComponent
 		}
 		ctx = templ.ClearChildren(ctx)
-		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 176, "<section data-testid=\"conflict\"><div class=\"page-head\"><div><h1>Someone else saved this association first</h1><p class=\"lead\">While you were editing, ")
+		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 176, "<section data-testid=\"conflict\"><div class=\"page-head\"><div><h1 tabindex=\"-1\" autofocus data-testid=\"conflict-title\">Someone else saved this association first</h1><p class=\"lead\">While you were editing, ")
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
