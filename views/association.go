@@ -41,6 +41,10 @@ func (l AssociationList) url(sort string, page int) string {
 	return u + "?state=notsynced"
 }
 
+// empty reports whether there is nothing to list at all (not merely no search results):
+// the page then shows the empty state instead of the toolbar and table.
+func (l AssociationList) empty() bool { return l.Total == 0 && l.Query == "" && !l.NotSynced }
+
 // Pages is the number of pages of results (at least 1).
 func (l AssociationList) Pages() int {
 	if l.PerPage < 1 || l.Total == 0 {
