@@ -109,6 +109,7 @@ type app struct {
 // directory; seed, when given, fills the database first. It stops when the test ends.
 func startApp(t *testing.T, seed func(*store.Store)) *app {
 	t.Helper()
+	browser(t) // skip before starting anything when there is no browser
 	db := filepath.Join(t.TempDir(), "cartclass.db")
 	if seed != nil {
 		st, err := store.Open(context.Background(), db)
