@@ -3,15 +3,10 @@
 (function () {
   "use strict";
 
-  // After htmx swaps in a form that came back with errors (422), move focus to the error
-  // summary so keyboard and screen-reader users learn what to fix.
-  document.addEventListener("htmx:afterSwap", function (event) {
-    var target = event.detail.target;
-    var summary = target && target.querySelector ? target.querySelector("[data-error-summary]") : null;
-    if (summary) {
-      summary.focus();
-    }
-  });
+  // Focus after a form comes back with errors (422) is not handled here: the error summary
+  // carries autofocus, which htmx honours in swapped content and the browser on a full page.
+  // (A handler on htmx:afterSwap never saw the summary: the form swaps itself outerHTML,
+  // so the event's target is the old, detached form.)
 
   // Failed htmx requests (a 500, a lost connection) would otherwise do nothing visible.
   function showError(message) {

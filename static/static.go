@@ -1,5 +1,5 @@
-// Package static holds the stylesheet, the small app script and the vendored, pinned htmx,
-// embedded into the binary. Each file is served under a content-hashed name
+// Package static holds the stylesheet, the small app script, the favicon and the vendored,
+// pinned htmx, embedded into the binary. Each file is served under a content-hashed name
 // (app.css → app.1a2b3c4d5e6f.css) with a one-year immutable cache, so a deploy never
 // mixes old and new assets and browsers never revalidate.
 package static
@@ -16,7 +16,7 @@ import (
 	"time"
 )
 
-//go:embed app.css app.js vendor
+//go:embed app.css app.js favicon.svg vendor
 var files embed.FS
 
 // Prefix is where Handler is mounted.

@@ -13,12 +13,13 @@ import (
 	"github.com/cartclass/cartclass/static"
 )
 
-var hashedPath = regexp.MustCompile(`^/static/(.+)\.([0-9a-f]{12})\.(css|js)$`)
+var hashedPath = regexp.MustCompile(`^/static/(.+)\.([0-9a-f]{12})\.(css|js|svg)$`)
 
 // embedded are the files the package embeds, with the file on disk each must serve.
 var embedded = []struct{ name, ctype string }{
 	{"app.css", "text/css"},
 	{"app.js", "javascript"},
+	{"favicon.svg", "image/svg+xml"},
 	{"vendor/htmx-2.0.11.min.js", "javascript"},
 }
 

@@ -29,6 +29,10 @@ type AssociationList struct {
 	NotSynced bool
 }
 
+// URL is this list's canonical address: the list endpoint sends it as HX-Push-Url, so the
+// address bar shows /associations?q=x rather than the raw form (q=x&state=&sort=-modified).
+func (l AssociationList) URL() string { return l.url(l.Sort, l.Page) }
+
 // url is this list's address with another sort and page, keeping search and filter.
 func (l AssociationList) url(sort string, page int) string {
 	u := ListURL(l.Query, sort, page)
@@ -40,6 +44,10 @@ func (l AssociationList) url(sort string, page int) string {
 	}
 	return u + "?state=notsynced"
 }
+
+// empty reports whether there is nothing to list at all (not merely no search results):
+// the page then shows the empty state instead of the toolbar and table.
+func (l AssociationList) empty() bool { return l.Total == 0 && l.Query == "" && !l.NotSynced }
 
 // Pages is the number of pages of results (at least 1).
 func (l AssociationList) Pages() int {

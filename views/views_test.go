@@ -193,6 +193,22 @@ func TestListURL(t *testing.T) {
 	}
 }
 
+func TestAssociationListURL(t *testing.T) {
+	for _, tc := range []struct {
+		l    views.AssociationList
+		want string
+	}{
+		{views.AssociationList{Sort: "-modified", Page: 1}, "/associations"},
+		{views.AssociationList{Query: "science ipads", Sort: "-modified", Page: 1}, "/associations?q=science+ipads"},
+		{views.AssociationList{Query: "x", Sort: "name", Page: 2, NotSynced: true}, "/associations?page=2&q=x&sort=name&state=notsynced"},
+		{views.AssociationList{Sort: "-modified", Page: 1, NotSynced: true}, "/associations?state=notsynced"},
+	} {
+		if got := tc.l.URL(); got != tc.want {
+			t.Errorf("%+v.URL() = %q, want %q", tc.l, got, tc.want)
+		}
+	}
+}
+
 func TestAssociationListPages(t *testing.T) {
 	for total, want := range map[int]int{0: 1, 1: 1, 50: 1, 51: 2, 100: 2, 101: 3} {
 		if got := (views.AssociationList{PerPage: 50, Total: total}).Pages(); got != want {

@@ -1,0 +1,163 @@
+package main
+
+// Screenshots of every main page at a desktop and a phone size, kept in docs/screenshots so
+// changes to the look are reviewed as pictures. Regenerate them with
+// `CARTCLASS_SCREENSHOTS=1 go test -run TestScreenshots .` (task screenshots).
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/emulation"
+	"github.com/chromedp/chromedp"
+
+	"github.com/cartclass/cartclass/web/devidp"
+)
+
+const screenshotDir = "docs/screenshots"
+
+// viewport is a screen size the screenshots are taken at.
+type viewport struct {
+	width, height int64
+	mobile        bool
+}
+
+var screenshotViewports = []viewport{{1280, 800, false}, {390, 844, true}}
+
+// emulateMedia sets CSS media features for the tab, e.g. prefers-color-scheme: dark.
+func (tb *tab) emulateMedia(features ...*emulation.MediaFeature) {
+	tb.t.Helper()
+	tb.do(chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		_, err := cdp.Call(ctx, t, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{Features: features})
+		return err
+	}))
+}
+
+// resize sets the tab's viewport; phones get mobile emulation (the viewport meta applies).
+func (tb *tab) resize(v viewport) {
+	tb.t.Helper()
+	if v.mobile {
+		tb.do(chromedp.EmulateViewport(v.width, v.height, chromedp.EmulateMobile, chromedp.EmulateTouch))
+	} else {
+		tb.do(chromedp.EmulateViewport(v.width, v.height))
+	}
+}
+
+// screenshot saves a full-page PNG of the tab as docs/screenshots/<name>-<w>x<h>.png.
+func (tb *tab) screenshot(name string, v viewport) {
+	tb.t.Helper()
+	// Nothing is mid-transition, and no caret blinks in the picture.
+	tb.do(chromedp.Evaluate[chromedp.Void](`document.activeElement && document.activeElement.matches('input, textarea') && document.activeElement.blur()`))
+	ctx, cancel := context.WithTimeout(tb.ctx, stepTimeout)
+	defer cancel()
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		tb.t.Fatalf("screenshot %s: %v", name, err)
+	}
+	path := filepath.Join(screenshotDir, fmt.Sprintf("%s-%dx%d.png", name, v.width, v.height))
+	if err := os.WriteFile(path, png, 0o644); err != nil {
+		tb.t.Fatal(err)
+	}
+	tb.t.Logf("wrote %s (%d KiB)", path, len(png)/1024)
+}
+
+// waitAllSynced reloads the list until every row says Synced (the list does not refresh
+// itself), so the 30-row picture shows a settled state.
+func (tb *tab) waitAllSynced(rows int) {
+	tb.t.Helper()
+	deadline := time.Now().Add(stepTimeout)
+	for {
+		tb.do(chromedp.Navigate(tb.app.URL + "/associations"))
+		if tb.count(`[data-testid="association-row"] .badge-synced`) == rows {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.t.Fatalf("not every association synced within %s", stepTimeout)
+		}
+		tb.app.waitGraphWrites(tb.t, rows)
+	}
+}
+
+func TestScreenshots(t *testing.T) {
+	if os.Getenv("CARTCLASS_SCREENSHOTS") != "1" {
+		t.Skip("set CARTCLASS_SCREENSHOTS=1 to regenerate docs/screenshots (task screenshots)")
+	}
+	browser(t)
+	if err := os.MkdirAll(screenshotDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	empty := startApp(t, nil)
+	full := startApp(t, seed(t, thirtyAssociations()...))
+	reduceMotion := &emulation.MediaFeature{Name: "prefers-reduced-motion", Value: "reduce"}
+
+	for _, v := range screenshotViewports {
+		// A fresh tab per size: the sign-in page needs one that is signed out.
+		tb := newTab(t, empty)
+		tb.expectStatus(422)
+		tb.emulateMedia(reduceMotion)
+		tb.resize(v)
+		tb.do(chromedp.Navigate(empty.URL + "/signin"))
+		tb.screenshot("signin", v)
+
+		tb.signIn(devidp.SubjectAdmin)
+		tb.do(chromedp.WaitVisible(tid("empty-state")))
+		tb.screenshot("list-empty", v)
+
+		tb.do(
+			chromedp.Navigate(empty.URL+"/associations/new"),
+			chromedp.SetValue(css("#description"), "Carts shared by the labs"),
+			chromedp.SetValue(css("#deviceCartIds"), "cart-"+strings.Repeat("x", 124)+"\ncart-sci-2"),
+			chromedp.SetValue(css("#classroomIds"), "lab-1\nlab-2"),
+			chromedp.Click(tid("save")),
+			chromedp.WaitVisible(tid("error-summary")),
+		)
+		tb.screenshot("form-errors", v)
+
+		admin := newTab(t, full)
+		admin.emulateMedia(reduceMotion)
+		admin.resize(v)
+		admin.signIn(devidp.SubjectAdmin)
+		admin.waitAllSynced(30)
+		admin.screenshot("list-30", v)
+
+		admin.do(chromedp.Navigate(full.URL + "/associations/1"))
+		admin.waitSynced()
+		admin.screenshot("detail-synced", v)
+
+		admin.do(chromedp.Navigate(full.URL + "/sync"))
+		admin.do(chromedp.WaitVisible(tid("sync-stats")))
+		admin.screenshot("sync", v)
+	}
+
+	// Conflicts last, since they change the data the pictures above show: another admin
+	// saves association 2 (then 3) while this one edits it.
+	seeded := thirtyAssociations()
+	for i, v := range screenshotViewports {
+		id := i + 2
+		admin, other := newTab(t, full), newTab(t, full)
+		admin.expectStatus(409)
+		admin.emulateMedia(reduceMotion)
+		admin.resize(v)
+		for _, tb := range []*tab{admin, other} {
+			tb.signIn(devidp.SubjectAdmin)
+			tb.do(chromedp.Navigate(fmt.Sprintf("%s/associations/%d/edit", full.URL, id)), chromedp.WaitVisible(tid("association-form")))
+		}
+		other.do(
+			chromedp.SetValue(css("#displayName"), seeded[id-1].DisplayName+" (upper school)"),
+			chromedp.Click(tid("save")),
+		)
+		other.waitPath(fmt.Sprintf("/associations/%d", id))
+		admin.do(
+			chromedp.SetValue(css("#description"), "Shared by Science; book them at the office"),
+			chromedp.Click(tid("save")),
+			chromedp.WaitVisible(tid("conflict")),
+		)
+		admin.screenshot("conflict", v)
+	}
+}
