@@ -65,23 +65,11 @@ func (s *Server) handleAssociationList(w http.ResponseWriter, r *http.Request) {
 	if isHTMX(r) && r.Header.Get("HX-Target") == "association-table" {
 		// htmx would push the request's URL, every form field included (q=&state=&sort=…);
 		// push the short canonical one so the address bar stays readable and bookmarkable.
-		w.Header().Set("HX-Push-Url", listURL(l))
+		w.Header().Set("HX-Push-Url", l.URL())
 		s.render(w, r, http.StatusOK, views.TableFragment(l))
 		return
 	}
 	s.render(w, r, http.StatusOK, views.AssociationsPage(s.page(w, r, "Associations"), l))
-}
-
-// listURL is the canonical address of the list l shows: defaults left out.
-func listURL(l views.AssociationList) string {
-	u := views.ListURL(l.Query, l.Sort, l.Page)
-	if !l.NotSynced {
-		return u
-	}
-	if strings.Contains(u, "?") {
-		return u + "&state=notsynced"
-	}
-	return u + "?state=notsynced"
 }
 
 func (s *Server) handleAssociationNew(w http.ResponseWriter, r *http.Request) {
