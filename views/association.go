@@ -15,6 +15,9 @@ const (
 	FieldDeviceCartIDs = "deviceCartIds"
 	FieldClassroomIDs  = "classroomIds"
 	FieldRevision      = "revision"
+	// BasePrefix names the hidden copies of the values an edit started from
+	// ("base.displayName", …): a conflicting save re-applies only what the admin changed.
+	BasePrefix = "base."
 )
 
 // AssociationList is the association list page's table: one page of search results.
@@ -97,6 +100,24 @@ type AssociationForm struct {
 	Revision int64 // the revision the form was loaded from
 	Values   AssociationValues
 	Errors   map[string]string // field name → message
+	// Base is what the edit started from (revision Revision), sent back in hidden fields;
+	// nil for a new association.
+	Base *AssociationValues
+}
+
+// baseFields are the hidden inputs carrying f.Base, in form order.
+func (f AssociationForm) baseFields() [][2]string {
+	if f.Base == nil {
+		return nil
+	}
+	b := f.Base
+	return [][2]string{
+		{BasePrefix + FieldDisplayName, b.DisplayName},
+		{BasePrefix + FieldDescription, b.Description},
+		{BasePrefix + FieldVersion, b.Version},
+		{BasePrefix + FieldDeviceCartIDs, b.DeviceCartIDs},
+		{BasePrefix + FieldClassroomIDs, b.ClassroomIDs},
+	}
 }
 
 func (f AssociationForm) action() string {
@@ -135,7 +156,13 @@ var fieldOrder = []struct{ Name, Label string }{
 type Conflict struct {
 	Mine    store.Fields // the admin's change, normalised
 	Current store.Association
-	Form    AssociationForm // the admin's input, re-based on the current revision
+	Form    AssociationForm // the admin's changes on top of the current revision
+	// Rebased tells the form holds only the admin's changes on top of the current version
+	// (the edit's starting values were known); otherwise it holds all of their values.
+	Rebased bool
+	// Both names the fields both admins changed, to different values: the form holds
+	// this admin's value there.
+	Both map[string]bool
 }
 
 // ValuesOf turns stored fields into form values (one id per line).

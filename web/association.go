@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -131,7 +132,8 @@ func (s *Server) handleAssociationEdit(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	f := views.AssociationForm{ID: a.ID, Revision: a.Revision, Values: views.ValuesOf(a.Fields)}
+	v := views.ValuesOf(a.Fields)
+	f := views.AssociationForm{ID: a.ID, Revision: a.Revision, Values: v, Base: &v}
 	s.renderForm(w, r, http.StatusOK, "Edit "+a.DisplayName, f)
 }
 
@@ -151,7 +153,7 @@ func (s *Server) handleAssociationUpdate(w http.ResponseWriter, r *http.Request)
 		s.fail(w, r, fmt.Errorf("%w: revision %q", errBadRequest, r.PostForm.Get(views.FieldRevision)))
 		return
 	}
-	f := views.AssociationForm{ID: id, Revision: revision, Values: in}
+	f := views.AssociationForm{ID: id, Revision: revision, Values: in, Base: parseBase(r)}
 	fields, errs := validateAssociation(in)
 	if len(errs) > 0 {
 		f.Errors = errs
@@ -165,7 +167,7 @@ func (s *Server) handleAssociationUpdate(w http.ResponseWriter, r *http.Request)
 	case errors.Is(err, store.ErrUnchanged):
 		s.setFlash(w, "unchanged")
 	case errors.As(err, &conflict):
-		s.renderConflict(w, r, fields, in, conflict.Current)
+		s.renderConflict(w, r, fields, f.Base, conflict.Current)
 		return
 	case err != nil:
 		s.fail(w, r, err)
@@ -179,18 +181,75 @@ func (s *Server) handleAssociationUpdate(w http.ResponseWriter, r *http.Request)
 
 // renderConflict answers 409 with both versions. htmx saves get the conflict view swapped
 // into the page's main region instead of the form.
-func (s *Server) renderConflict(w http.ResponseWriter, r *http.Request, mine store.Fields, in views.AssociationValues, cur store.Association) {
-	c := views.Conflict{
-		Mine:    mine,
-		Current: cur,
-		Form:    views.AssociationForm{ID: cur.ID, Revision: cur.Revision, Values: in},
-	}
+func (s *Server) renderConflict(w http.ResponseWriter, r *http.Request, mine store.Fields, base *views.AssociationValues, cur store.Association) {
+	c := rebase(mine, base, cur)
+	c.Current = cur
 	if isHTMX(r) {
 		w.Header().Set("HX-Retarget", "#main")
 		w.Header().Set("HX-Reswap", "innerHTML show:window:top")
 	}
 	p := s.page(w, r, "Conflicting edit", listCrumb, views.Crumb{Label: cur.DisplayName, URL: views.AssociationURL(cur.ID)}, views.Crumb{Label: "Conflict"})
 	s.renderPage(w, r, http.StatusConflict, views.ConflictPage(p, c), views.ConflictView(c))
+}
+
+// rebase puts the admin's change on top of the version saved meanwhile: a field they left
+// as it was when they started takes the saved value, a field they changed keeps theirs.
+// Without a (valid) starting point every field keeps theirs, as before.
+func rebase(mine store.Fields, base *views.AssociationValues, cur store.Association) views.Conflict {
+	theirs := views.ValuesOf(cur.Fields)
+	c := views.Conflict{Mine: mine, Form: views.AssociationForm{ID: cur.ID, Revision: cur.Revision, Values: views.ValuesOf(mine), Base: &theirs}}
+	if base == nil {
+		return c
+	}
+	from, errs := validateAssociation(*base)
+	if len(errs) > 0 {
+		return c
+	}
+	merged := cur.Fields
+	c.Rebased, c.Both = true, map[string]bool{}
+	pick := func(name string, changedByMe, changedByThem, differ bool, take func()) {
+		if changedByMe {
+			take()
+			if changedByThem && differ {
+				c.Both[name] = true
+			}
+		}
+	}
+	pick(views.FieldDisplayName, mine.DisplayName != from.DisplayName, cur.DisplayName != from.DisplayName,
+		mine.DisplayName != cur.DisplayName, func() { merged.DisplayName = mine.DisplayName })
+	pick(views.FieldDescription, mine.Description != from.Description, cur.Description != from.Description,
+		mine.Description != cur.Description, func() { merged.Description = mine.Description })
+	pick(views.FieldVersion, mine.Version != from.Version, cur.Version != from.Version,
+		mine.Version != cur.Version, func() { merged.Version = mine.Version })
+	pick(views.FieldDeviceCartIDs, !slices.Equal(mine.DeviceCartIDs, from.DeviceCartIDs), !slices.Equal(cur.DeviceCartIDs, from.DeviceCartIDs),
+		!slices.Equal(mine.DeviceCartIDs, cur.DeviceCartIDs), func() { merged.DeviceCartIDs = mine.DeviceCartIDs })
+	pick(views.FieldClassroomIDs, !slices.Equal(mine.ClassroomIDs, from.ClassroomIDs), !slices.Equal(cur.ClassroomIDs, from.ClassroomIDs),
+		!slices.Equal(mine.ClassroomIDs, cur.ClassroomIDs), func() { merged.ClassroomIDs = mine.ClassroomIDs })
+	c.Form.Values = views.ValuesOf(merged)
+	return c
+}
+
+// parseBase reads the hidden copy of the values an edit started from; nil when absent
+// (a form from before this field existed, or a hand-made request).
+func parseBase(r *http.Request) *views.AssociationValues {
+	get := func(name string) (string, bool) {
+		v, ok := r.PostForm[views.BasePrefix+name]
+		if !ok || len(v) != 1 {
+			return "", false
+		}
+		return v[0], true
+	}
+	var b views.AssociationValues
+	var ok [5]bool
+	b.DisplayName, ok[0] = get(views.FieldDisplayName)
+	b.Description, ok[1] = get(views.FieldDescription)
+	b.Version, ok[2] = get(views.FieldVersion)
+	b.DeviceCartIDs, ok[3] = get(views.FieldDeviceCartIDs)
+	b.ClassroomIDs, ok[4] = get(views.FieldClassroomIDs)
+	if ok != [5]bool{true, true, true, true, true} {
+		return nil
+	}
+	return &b
 }
 
 // renderForm renders the association form page, or just the form for htmx.

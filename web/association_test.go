@@ -1094,6 +1094,69 @@ func TestUpdateConflict(t *testing.T) {
 	}
 }
 
+// The edit form carries the values it started from, so a conflicting save re-applies only
+// what this admin changed: the other admin's rename survives, and a field both changed is
+// named.
+func TestUpdateConflictRebasesOnTheirVersion(t *testing.T) {
+	app := newTestApp(t)
+	a := app.create(t, store.Fields{DisplayName: "Original", Description: "Old", Version: 1, DeviceCartIDs: []string{"C-1"}})
+	path := fmt.Sprintf("/associations/%d", a.ID)
+	edit := app.get(t, path+"/edit", false)
+	edit.wantStatus(t, http.StatusOK)
+	form := url.Values{}
+	edit.testid("association-form").Find("input, textarea").Each(func(_ int, el *goquery.Selection) {
+		name, _ := el.Attr("name")
+		v, _ := el.Attr("value")
+		if goquery.NodeName(el) == "textarea" {
+			v = el.Text()
+		}
+		if name != "" {
+			form.Set(name, v)
+		}
+	})
+	if form.Get("base.displayName") != "Original" || form.Get("base.deviceCartIds") != "C-1" {
+		t.Fatalf("edit form lacks the values it started from: %v", form)
+	}
+
+	// Ada renames it and changes the version meanwhile.
+	if _, err := app.store.UpdateAssociation(context.Background(), a.ID, 1,
+		store.Fields{DisplayName: "Renamed by Ada", Description: "Old", Version: 7, DeviceCartIDs: []string{"C-1"}}, store.Actor{Subject: "x", Name: "Ada"}); err != nil {
+		t.Fatal(err)
+	}
+	// This admin changed the description and the version.
+	form.Set("description", "Mine")
+	form.Set("version", "3")
+	r := app.postForm(t, path, form, false)
+	r.wantStatus(t, http.StatusConflict)
+	for field, want := range map[string]string{"displayName": "Renamed by Ada", "description": "Mine", "version": "3", "deviceCartIds": "C-1"} {
+		if got := strings.TrimSpace(r.fieldValue(t, field)); got != want {
+			t.Errorf("re-apply form %s = %q, want %q", field, got, want)
+		}
+	}
+	note := text(r.testid("rebase-note"))
+	if !strings.Contains(note, "fields you did not change show their values") || !strings.Contains(note, "You both changed Version") {
+		t.Errorf("re-apply note = %q", note)
+	}
+
+	// Saving it keeps Ada's rename.
+	again := url.Values{}
+	r.testid("association-form").Find("input, textarea").Each(func(_ int, el *goquery.Selection) {
+		name, _ := el.Attr("name")
+		v, _ := el.Attr("value")
+		if goquery.NodeName(el) == "textarea" {
+			v = el.Text()
+		}
+		if name != "" {
+			again.Set(name, v)
+		}
+	})
+	app.postForm(t, path, again, false).wantStatus(t, http.StatusSeeOther)
+	stored, _ := app.store.GetAssociation(context.Background(), a.ID)
+	if stored.DisplayName != "Renamed by Ada" || stored.Description != "Mine" || stored.Version != 3 || stored.Revision != 3 {
+		t.Errorf("after re-apply: %q %q v%d rev %d", stored.DisplayName, stored.Description, stored.Version, stored.Revision)
+	}
+}
+
 func TestUpdateConflictHTMX(t *testing.T) {
 	app := newTestApp(t)
 	a := app.create(t, store.Fields{DisplayName: "Original", Version: 1})
