@@ -570,8 +570,20 @@ func TestSignOutThenBack(t *testing.T) {
 		t.Fatalf("detail title %q", got)
 	}
 
+	// A half-typed edit leaves a draft in this tab (kept for a session that expires)…
+	tb.do(chromedp.Navigate(a.URL+"/associations/1/edit"), chromedp.SendKeys(css("#description"), " and the hall"))
+	drafts := `Object.keys(sessionStorage).filter(k => k.startsWith('cartclass-draft:')).length`
+	if n := eval[int](tb, drafts); n != 1 {
+		t.Fatalf("%d drafts kept while typing, want 1", n)
+	}
+	tb.do(chromedp.Navigate(a.URL + "/associations/1"))
+
 	tb.do(chromedp.Click(tid("sign-out")))
 	tb.waitPath("/signedout")
+	// …but signing out on purpose leaves nothing for the next person at this computer.
+	if n := eval[int](tb, drafts); n != 0 {
+		t.Errorf("%d drafts left in the browser after Sign out", n)
+	}
 	if got := tb.text(`[data-testid="signed-out"] h1`); got != "You have signed out" {
 		t.Errorf("after Sign out the page says %q", got)
 	}

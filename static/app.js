@@ -84,6 +84,18 @@
   }
   document.addEventListener("DOMContentLoaded", function () { initDrafts(document); });
   document.addEventListener("htmx:load", function (event) { initDrafts(event.detail.elt); });
+  // Signing out on purpose (a shared computer in a staff room) leaves no drafts behind for
+  // the next person; a session that merely expired keeps them.
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (!form || form.getAttribute("action") !== "/auth/logout") return;
+    try {
+      for (var i = sessionStorage.length - 1; i >= 0; i--) {
+        var key = sessionStorage.key(i);
+        if (key && key.indexOf("cartclass-draft:") === 0) sessionStorage.removeItem(key);
+      }
+    } catch (e) { /* storage off */ }
+  });
   // A save that succeeded redirects with HX-Redirect: the draft is no longer needed.
   document.addEventListener("htmx:afterRequest", function (event) {
     var form = event.detail.elt;
