@@ -405,6 +405,13 @@ func TestAppModeRefusedCredentialsPauseTheQueue(t *testing.T) {
 	if n := len(g.emu.Objects()); n != 0 {
 		t.Errorf("Graph holds %d objects", n)
 	}
+	panel := parseDoc(t, do(t, g.admin, "GET", g.url+"/sync", nil, nil).body)
+	if st := panel.Find(`[data-testid="sync-state"]`).Text(); !strings.Contains(st, "refused cartclass's own credentials") {
+		t.Errorf("sync panel status = %q", st)
+	}
+	if panel.Find(`[data-testid="push-now"]`).Length() != 1 {
+		t.Error("no Push now button while paused for credentials")
+	}
 }
 
 // Several changes by one admin pushed at once, each needing a refresh: the provider rotates
