@@ -61,15 +61,26 @@ func (tb *tab) back() {
 // (chromedp.DoubleClick sends a single press with clickCount 2: one click event.)
 func (tb *tab) doubleClick(sel chromedp.CSS) {
 	tb.t.Helper()
-	nodes := tb.nodes(sel)
+	tb.nodes(sel) // visible
+	// Find where the element is once, then send both clicks back to back, as a mouse does:
+	// looking the element up again between the clicks would race the first click's save,
+	// which may already have replaced the page.
+	tb.do(chromedp.ScrollIntoView(sel))
+	box := eval[struct{ X, Y float64 }](tb, `(() => { const r = document.querySelector(`+jsString(string(sel))+`).getBoundingClientRect(); return {X: r.x + r.width / 2, Y: r.y + r.height / 2}; })()`)
 	tb.do(chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
-		for n := range int64(2) {
-			if _, err := chromedp.MouseClickNode(nodes[0], chromedp.ClickCount(int(n+1)))(ctx, t); err != nil {
+		for n := range 2 {
+			if _, err := chromedp.MouseClickXY(box.X, box.Y, chromedp.ClickCount(n+1))(ctx, t); err != nil {
 				return err
 			}
 		}
 		return nil
 	}))
+}
+
+// jsString quotes s as a JavaScript string literal.
+func jsString(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
 }
 
 // nodes waits for sel to match a visible element and returns the matches.
