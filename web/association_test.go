@@ -1103,17 +1103,7 @@ func TestUpdateConflictRebasesOnTheirVersion(t *testing.T) {
 	path := fmt.Sprintf("/associations/%d", a.ID)
 	edit := app.get(t, path+"/edit", false)
 	edit.wantStatus(t, http.StatusOK)
-	form := url.Values{}
-	edit.testid("association-form").Find("input, textarea").Each(func(_ int, el *goquery.Selection) {
-		name, _ := el.Attr("name")
-		v, _ := el.Attr("value")
-		if goquery.NodeName(el) == "textarea" {
-			v = el.Text()
-		}
-		if name != "" {
-			form.Set(name, v)
-		}
-	})
+	form := formValues(edit.testid("association-form"))
 	if form.Get("base.displayName") != "Original" || form.Get("base.deviceCartIds") != "C-1" {
 		t.Fatalf("edit form lacks the values it started from: %v", form)
 	}
@@ -1139,22 +1129,28 @@ func TestUpdateConflictRebasesOnTheirVersion(t *testing.T) {
 	}
 
 	// Saving it keeps Ada's rename.
-	again := url.Values{}
-	r.testid("association-form").Find("input, textarea").Each(func(_ int, el *goquery.Selection) {
-		name, _ := el.Attr("name")
-		v, _ := el.Attr("value")
-		if goquery.NodeName(el) == "textarea" {
-			v = el.Text()
-		}
-		if name != "" {
-			again.Set(name, v)
-		}
-	})
+	again := formValues(r.testid("association-form"))
 	app.postForm(t, path, again, false).wantStatus(t, http.StatusSeeOther)
 	stored, _ := app.store.GetAssociation(context.Background(), a.ID)
 	if stored.DisplayName != "Renamed by Ada" || stored.Description != "Mine" || stored.Version != 3 || stored.Revision != 3 {
 		t.Errorf("after re-apply: %q %q v%d rev %d", stored.DisplayName, stored.Description, stored.Version, stored.Revision)
 	}
+}
+
+// formValues is what a browser would submit from form: its inputs' and textareas' values.
+func formValues(form *goquery.Selection) url.Values {
+	v := url.Values{}
+	form.Find("input, textarea").Each(func(_ int, el *goquery.Selection) {
+		name, _ := el.Attr("name")
+		value, _ := el.Attr("value")
+		if goquery.NodeName(el) == "textarea" {
+			value = el.Text()
+		}
+		if name != "" {
+			v.Set(name, value)
+		}
+	})
+	return v
 }
 
 func TestUpdateConflictHTMX(t *testing.T) {

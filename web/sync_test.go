@@ -83,6 +83,21 @@ func (g *graphEnv) waitState(t *testing.T, id int64, state string) hop {
 	}
 }
 
+// waitBanner reloads the list, as an admin would, until it shows the admins' banner, and
+// returns its text ("" if none appeared within 10 s).
+func (g *graphEnv) waitBanner(t *testing.T) string {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		h := do(t, g.admin, "GET", g.url+"/associations", nil, nil)
+		if banner := parseDoc(t, h.body).Find(`[data-testid="banner"]`).Text(); banner != "" {
+			return banner
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return ""
+}
+
 func (g *graphEnv) writes() []emulator.Request {
 	var out []emulator.Request
 	for _, r := range g.emu.Requests() {
@@ -333,15 +348,7 @@ func TestChangeWaitsForAuthorsSignIn(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := g.create(t, url.Values{"displayName": {"Room 5"}, "version": {"1"}})
-	deadline := time.Now().Add(10 * time.Second)
-	var banner string
-	for time.Now().Before(deadline) {
-		h := do(t, g.admin, "GET", g.url+"/associations", nil, nil)
-		if banner = parseDoc(t, h.body).Find(`[data-testid="banner"]`).Text(); banner != "" {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	banner := g.waitBanner(t)
 	if !strings.Contains(banner, "Dev Admin") || !strings.Contains(banner, "sign-in expired") {
 		t.Fatalf("banner = %q, want it to name Dev Admin's expired sign-in", banner)
 	}
@@ -387,15 +394,7 @@ func TestAppModeRefusedCredentialsPauseTheQueue(t *testing.T) {
 		return http.StatusUnauthorized
 	}))
 	id := g.create(t, url.Values{"displayName": {"Room 7"}, "version": {"1"}})
-	deadline := time.Now().Add(10 * time.Second)
-	var banner string
-	for time.Now().Before(deadline) {
-		h := do(t, g.admin, "GET", g.url+"/associations", nil, nil)
-		if banner = parseDoc(t, h.body).Find(`[data-testid="banner"]`).Text(); banner != "" {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	banner := g.waitBanner(t)
 	if !strings.Contains(banner, "credentials") || !strings.Contains(banner, "CARTCLASS_GRAPH_CLIENT_SECRET") || strings.Contains(banner, "Dev Admin") {
 		t.Fatalf("banner = %q, want one about cartclass's own credentials", banner)
 	}
