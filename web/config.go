@@ -43,14 +43,21 @@ type Config struct {
 	GraphAuth         string   // CARTCLASS_GRAPH_AUTH: "delegated" or "app"
 	GraphScopes       []string // CARTCLASS_GRAPH_SCOPES: requested at login in delegated mode
 	GraphTokenURL     string   // CARTCLASS_GRAPH_TOKEN_URL: app mode; empty = the provider's token endpoint
-	GraphClientID     string   // CARTCLASS_GRAPH_CLIENT_ID: app mode; defaults to the OIDC client
-	GraphClientSecret string   // CARTCLASS_GRAPH_CLIENT_SECRET
+	GraphClientID     string   // CARTCLASS_GRAPH_CLIENT_ID: app mode; empty means the OIDC client (see GraphClient)
+	GraphClientSecret string   // CARTCLASS_GRAPH_CLIENT_SECRET; empty means the OIDC client's
 	GraphAppScope     string   // CARTCLASS_GRAPH_APP_SCOPE
 	GraphWritesPer20s int      // CARTCLASS_GRAPH_WRITES_PER_20S: pacing below Intune's limit; 0 lifts it
 }
 
 // Secure reports whether cartclass is served over https (Secure, __Host- cookies, HSTS).
 func (c Config) Secure() bool { return c.PublicURL != nil && c.PublicURL.Scheme == "https" }
+
+// GraphClient is the client app-only mode authenticates as: CARTCLASS_GRAPH_CLIENT_ID and
+// _SECRET, each defaulting to the OIDC client's. It is resolved on use, not at load, because
+// -dev fills in the OIDC client only once its provider has started.
+func (c Config) GraphClient() (id, secret string) {
+	return firstNonEmpty(c.GraphClientID, c.OIDCClientID), firstNonEmpty(c.GraphClientSecret, c.OIDCClientSecret)
+}
 
 // RedirectURL is the OAuth redirect URI to register with the identity provider.
 func (c Config) RedirectURL() string {
@@ -165,8 +172,8 @@ func LoadConfig(getenv func(string) string, dev bool) (Config, error) {
 		}
 	}
 	cfg.GraphTokenURL = strings.TrimSpace(getenv("CARTCLASS_GRAPH_TOKEN_URL"))
-	cfg.GraphClientID = firstNonEmpty(strings.TrimSpace(getenv("CARTCLASS_GRAPH_CLIENT_ID")), cfg.OIDCClientID)
-	cfg.GraphClientSecret = firstNonEmpty(strings.TrimSpace(getenv("CARTCLASS_GRAPH_CLIENT_SECRET")), cfg.OIDCClientSecret)
+	cfg.GraphClientID = strings.TrimSpace(getenv("CARTCLASS_GRAPH_CLIENT_ID"))
+	cfg.GraphClientSecret = strings.TrimSpace(getenv("CARTCLASS_GRAPH_CLIENT_SECRET"))
 	cfg.GraphAppScope = get("CARTCLASS_GRAPH_APP_SCOPE")
 	if n, err := strconv.Atoi(get("CARTCLASS_GRAPH_WRITES_PER_20S")); err != nil || n < 0 || n > 100 {
 		bad("CARTCLASS_GRAPH_WRITES_PER_20S=%q: want a whole number from 0 (no pacing) to 100 (Intune's limit per app)", get("CARTCLASS_GRAPH_WRITES_PER_20S"))

@@ -150,3 +150,20 @@ func TestPrintVarsListsEveryVariable(t *testing.T) {
 		t.Error("-h output does not mention the dev database default")
 	}
 }
+
+// App-only mode authenticates as the OIDC client unless told otherwise, even when that
+// client is filled in after loading (as -dev does once its provider has started).
+func TestGraphClientDefaultsToOIDCClientOnUse(t *testing.T) {
+	cfg, err := web.LoadConfig(func(k string) string { return map[string]string{"CARTCLASS_GRAPH_AUTH": "app"}[k] }, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.OIDCClientID, cfg.OIDCClientSecret = "cartclass-dev", "dev-secret"
+	if id, secret := cfg.GraphClient(); id != "cartclass-dev" || secret != "dev-secret" {
+		t.Errorf("GraphClient() = %q, %q; want the OIDC client's", id, secret)
+	}
+	cfg.GraphClientID, cfg.GraphClientSecret = "graph-app", "graph-secret"
+	if id, secret := cfg.GraphClient(); id != "graph-app" || secret != "graph-secret" {
+		t.Errorf("GraphClient() = %q, %q; want CARTCLASS_GRAPH_CLIENT_ID/_SECRET", id, secret)
+	}
+}

@@ -90,7 +90,8 @@ func (a *appTokens) TokenSource(ctx context.Context, _ string) (oauth2.TokenSour
 		}
 		tokenURL = oc.Endpoint.TokenURL
 	}
-	cc := clientcredentials.Config{ClientID: cfg.GraphClientID, ClientSecret: cfg.GraphClientSecret, TokenURL: tokenURL, Scopes: []string{cfg.GraphAppScope}}
+	id, secret := cfg.GraphClient()
+	cc := clientcredentials.Config{ClientID: id, ClientSecret: secret, TokenURL: tokenURL, Scopes: []string{cfg.GraphAppScope}}
 	a.ts = cc.TokenSource(oidc.ClientContext(a.s.baseCtx, a.s.httpClient))
 	return a.ts, nil
 }
