@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 )
 
@@ -214,26 +213,11 @@ func Diff(old, new Association) Patch {
 	return p
 }
 
-// String describes which properties p changes, for logs (no values, since
-// names may be sensitive to some schools).
-func (p Patch) String() string {
-	var names []string
-	if p.Version != nil {
-		names = append(names, "version")
-	}
-	if p.DisplayName != nil {
-		names = append(names, "displayName")
-	}
-	if p.Description != nil {
-		names = append(names, "description")
-	}
-	if p.DeviceCartIDs != nil {
-		names = append(names, "deviceCartIds")
-	}
-	if p.ClassroomIDs != nil {
-		names = append(names, "classroomIds")
-	}
-	return "Patch{" + strings.Join(names, ",") + "}"
+// FullPatch sets every writable property of a: the POST body, or a PATCH when what Graph
+// holds is unknown. Collections are non-nil, so they are sent as [] rather than left out.
+func FullPatch(a Association) Patch {
+	return Patch{Version: &a.Version, DisplayName: &a.DisplayName, Description: &a.Description,
+		DeviceCartIDs: append([]string{}, a.DeviceCartIDs...), ClassroomIDs: append([]string{}, a.ClassroomIDs...)}
 }
 
 // nonNil returns s, or an empty slice when s is nil, so JSON gets [] not null.

@@ -34,9 +34,10 @@ var ErrNoTokenSource = errors.New("graph: no token source")
 // Client talks to the cartToClassAssociations resource. It is safe for
 // concurrent use and immutable after New.
 type Client struct {
-	base string // base URL without trailing slash, e.g. https://graph.microsoft.com/beta
-	hc   *http.Client
-	ts   oauth2.TokenSource
+	base    string   // base URL without trailing slash, e.g. https://graph.microsoft.com/beta
+	baseURL *url.URL // base, parsed
+	hc      *http.Client
+	ts      oauth2.TokenSource
 }
 
 // Option configures a Client in New.
@@ -69,8 +70,9 @@ func New(baseURL string, opts ...Option) (*Client, error) {
 		return nil, fmt.Errorf("graph: base URL must be an absolute http(s) URL without query, got %q", baseURL)
 	}
 	c := &Client{
-		base: strings.TrimRight(baseURL, "/"),
-		hc:   &http.Client{Timeout: 100 * time.Second},
+		base:    strings.TrimRight(baseURL, "/"),
+		baseURL: u,
+		hc:      &http.Client{Timeout: 100 * time.Second},
 	}
 	for _, o := range opts {
 		o(c)
@@ -87,29 +89,13 @@ func (c *Client) WithTokenSource(ts oauth2.TokenSource) *Client {
 	return &cp
 }
 
-// createBody is the POST body, shaped like the documented example: no id,
-// no timestamps, collections always arrays.
-type createBody struct {
-	ODataType     string   `json:"@odata.type"`
-	Version       int32    `json:"version"`
-	DisplayName   string   `json:"displayName"`
-	Description   string   `json:"description"`
-	DeviceCartIDs []string `json:"deviceCartIds"`
-	ClassroomIDs  []string `json:"classroomIds"`
-}
-
 // Create creates a in Graph (a's ID and timestamps are ignored) and returns
 // the object Graph stored, with its new ID. Graph has no idempotency key: if
 // OutcomeUnknown(err), the object may exist; list before re-sending.
 func (c *Client) Create(ctx context.Context, a Association) (Association, error) {
-	body, err := json.Marshal(createBody{
-		ODataType:     ODataType,
-		Version:       a.Version,
-		DisplayName:   a.DisplayName,
-		Description:   a.Description,
-		DeviceCartIDs: nonNil(a.DeviceCartIDs),
-		ClassroomIDs:  nonNil(a.ClassroomIDs),
-	})
+	// Shaped like the documented example: @odata.type and every writable property, no id,
+	// no timestamps, collections always arrays.
+	body, err := json.Marshal(FullPatch(a))
 	if err != nil {
 		return Association{}, err
 	}
@@ -189,10 +175,7 @@ func (c *Client) Get(ctx context.Context, id string) (Association, error) {
 // Pages may be empty. A nextLink is used as given but must stay on the
 // base URL's scheme and host, so the bearer token goes nowhere else.
 func (c *Client) List(ctx context.Context) ([]Association, error) {
-	base, err := url.Parse(c.base)
-	if err != nil {
-		return nil, err
-	}
+	base := c.baseURL
 	next := c.base + resourcePath
 	seen := map[string]bool{}
 	var all []Association

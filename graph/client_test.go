@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -323,8 +324,15 @@ func TestListToleratesEmptyPages(t *testing.T) {
 }
 
 func TestListRefusesForeignOrLoopingNextLink(t *testing.T) {
+	// A foreign server that answers, so only the client's own check keeps the token from it.
+	var foreignCalls atomic.Int32
+	foreign := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		foreignCalls.Add(1)
+		io.WriteString(w, `{"value":[]}`)
+	}))
+	t.Cleanup(foreign.Close)
 	for name, link := range map[string]string{
-		"foreign host": "https://evil.example/beta/deviceManagement/cartToClassAssociations?$skiptoken=x",
+		"foreign host": foreign.URL + "/beta/deviceManagement/cartToClassAssociations?$skiptoken=x",
 		"loop":         "SELF?$skiptoken=same",
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -339,6 +347,9 @@ func TestListRefusesForeignOrLoopingNextLink(t *testing.T) {
 			}
 			if len(hosts) > 2 {
 				t.Errorf("List kept following: %d requests", len(hosts))
+			}
+			if n := foreignCalls.Load(); n != 0 {
+				t.Errorf("the bearer token went to another host (%d requests)", n)
 			}
 		})
 	}
@@ -584,13 +595,16 @@ func TestRequestHeaders(t *testing.T) {
 	var got http.Header
 	c := clientFor(t, func(w http.ResponseWriter, r *http.Request) {
 		got = r.Header.Clone()
-		w.WriteHeader(http.StatusNoContent)
+		w.WriteHeader(http.StatusCreated)
+		io.WriteString(w, `{"id":"abc"}`)
 	})
-	if err := c.Delete(context.Background(), "abc"); err != nil {
+	if _, err := c.Create(context.Background(), seedAssociation()); err != nil {
 		t.Fatal(err)
 	}
-	if got.Get("Authorization") != "Bearer t" || got.Get("Accept") != "application/json" {
-		t.Errorf("headers = %v", got)
+	for k, want := range map[string]string{"Authorization": "Bearer t", "Accept": "application/json", "Content-Type": "application/json"} {
+		if got.Get(k) != want {
+			t.Errorf("%s = %q, want %q", k, got.Get(k), want)
+		}
 	}
 }
 

@@ -520,7 +520,7 @@ func (w *Worker) update(ctx context.Context, owner string, gc *graph.Client, it 
 	var p graph.Patch
 	if it.SyncedFields == nil {
 		// What Graph holds is unknown (linked before the outbox existed): send everything.
-		p = fullPatch(cur)
+		p = graph.FullPatch(cur)
 	} else {
 		base = toGraph(*it.SyncedFields)
 		p = graph.Diff(base, cur)
@@ -666,12 +666,6 @@ func toGraph(f store.Fields) graph.Association {
 func fromGraph(a graph.Association) store.Fields {
 	return store.Fields{DisplayName: a.DisplayName, Description: a.Description, Version: a.Version,
 		DeviceCartIDs: slices.Clone(a.DeviceCartIDs), ClassroomIDs: slices.Clone(a.ClassroomIDs)}
-}
-
-// fullPatch sets every writable property.
-func fullPatch(a graph.Association) graph.Patch {
-	return graph.Patch{Version: &a.Version, DisplayName: &a.DisplayName, Description: &a.Description,
-		DeviceCartIDs: append([]string{}, a.DeviceCartIDs...), ClassroomIDs: append([]string{}, a.ClassroomIDs...)}
 }
 
 // bucket is a token bucket pacing writes: n per period, holding at most burst tokens.

@@ -268,6 +268,9 @@ func TestBodyValidation(t *testing.T) {
 	if r := call(t, srv, "POST", collection, validBody, "Content-Type", "text/plain"); r.status != http.StatusUnsupportedMediaType {
 		t.Errorf("text/plain body: %d", r.status)
 	}
+	if r := call(t, srv, "POST", collection, validBody, "Content-Type", ""); r.status != http.StatusUnsupportedMediaType {
+		t.Errorf("body without Content-Type: %d", r.status)
+	}
 	if r := call(t, srv, "POST", collection, `{"description":"`+strings.Repeat("x", 1<<20)+`"}`); r.status != http.StatusRequestEntityTooLarge {
 		t.Errorf("oversized body: %d", r.status)
 	}
@@ -435,6 +438,7 @@ func TestFaults(t *testing.T) {
 	em.Inject(emulator.Fault{Method: "POST", Count: 1, DropAfterApply: true})
 	req, _ := http.NewRequest("POST", srv.URL+collection, strings.NewReader(validBody))
 	req.Header.Set("Authorization", "Bearer x")
+	req.Header.Set("Content-Type", "application/json")
 	if resp, err := srv.Client().Do(req); err == nil {
 		resp.Body.Close()
 		t.Fatalf("dropped POST got a response: %d", resp.StatusCode)
@@ -579,6 +583,7 @@ func TestConcurrentCreates(t *testing.T) {
 		wg.Go(func() {
 			req, _ := http.NewRequest("POST", srv.URL+collection, strings.NewReader(validBody))
 			req.Header.Set("Authorization", "Bearer x")
+			req.Header.Set("Content-Type", "application/json")
 			resp, err := srv.Client().Do(req)
 			if err != nil {
 				t.Error(err)

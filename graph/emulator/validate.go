@@ -45,7 +45,7 @@ func (p props) apply(a graph.Association) graph.Association {
 // @odata.type that, when present, names this type. On failure it writes a
 // Graph-shaped 400 (or 415) and returns false.
 func (x *exchange) parseBody() (props, bool) {
-	if ct := x.r.Header.Get("Content-Type"); ct != "" {
+	if ct := x.r.Header.Get("Content-Type"); len(x.body) > 0 || ct != "" {
 		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
 			x.fail(http.StatusUnsupportedMediaType, "UnsupportedMediaType",
 				fmt.Sprintf("The content type '%s' is not supported.", ct))
