@@ -387,120 +387,96 @@ func (s *Store) release(ctx context.Context, op string, id int64, owner string, 
 // newer one meanwhile (an edit while the push was in flight), that edit is queued instead,
 // since it may be the fix.
 func (s *Store) Fail(ctx context.Context, id int64, owner string, syncErr *SyncError, pushed int64) error {
-	requeued := false
-	err := s.withLease(ctx, "fail", id, owner, func(tx *sql.Tx) error {
+	enc, err := encodeSyncError(syncErr)
+	if err != nil {
+		return err
+	}
+	// One transaction: a save between the check and the park would otherwise be parked
+	// with the older revision's error.
+	return s.withLease(ctx, "fail", id, owner, func(tx *sql.Tx) error {
 		var rev int64
 		if err := tx.QueryRowContext(ctx, `SELECT revision FROM associations WHERE id = ?`, id).Scan(&rev); err != nil {
 			return err
 		}
-		if rev <= pushed {
-			return nil
+		if rev > pushed {
+			return requeue(ctx, tx, id, s.Now().UTC())
 		}
-		requeued = true
-		if _, err := tx.ExecContext(ctx, `UPDATE outbox SET attempts = 0, next_attempt_at = ?,
-				lease_owner = NULL, lease_until = NULL WHERE association_id = ?`, s.Now().UTC().UnixNano(), id); err != nil {
-			return err
-		}
-		_, err := tx.ExecContext(ctx, `UPDATE associations SET sync_state = ?, sync_error = NULL WHERE id = ?`, SyncWaiting, id)
-		return err
+		return park(ctx, tx, id, SyncFailed, enc)
 	})
-	if err != nil || requeued {
-		return err
-	}
-	return s.park(ctx, "fail", id, owner, SyncFailed, syncErr)
 }
 
 // MarkDeleted parks the row with state deleted: Graph answered 404 to a PATCH, so the object
 // was removed in Intune. Recreate (or Retry) puts it back in the queue.
 func (s *Store) MarkDeleted(ctx context.Context, id int64, owner string, syncErr *SyncError) error {
-	return s.park(ctx, "mark deleted", id, owner, SyncDeleted, syncErr)
-}
-
-func (s *Store) park(ctx context.Context, op string, id int64, owner, state string, syncErr *SyncError) error {
 	enc, err := encodeSyncError(syncErr)
 	if err != nil {
 		return err
 	}
-	return s.withLease(ctx, op, id, owner, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `UPDATE outbox SET attempts = attempts + 1, next_attempt_at = NULL,
-				lease_owner = NULL, lease_until = NULL WHERE association_id = ?`, id); err != nil {
-			return err
-		}
-		_, err := tx.ExecContext(ctx, `UPDATE associations SET sync_state = ?, sync_error = ? WHERE id = ?`, state, enc, id)
-		return err
+	return s.withLease(ctx, "mark deleted", id, owner, func(tx *sql.Tx) error {
+		return park(ctx, tx, id, SyncDeleted, enc)
 	})
+}
+
+// park counts the attempt, releases the lease and leaves the row with no next attempt, in
+// state (failed or deleted) with the encoded error, until the admin acts.
+func park(ctx context.Context, tx *sql.Tx, id int64, state string, enc any) error {
+	if _, err := tx.ExecContext(ctx, `UPDATE outbox SET attempts = attempts + 1, next_attempt_at = NULL,
+			lease_owner = NULL, lease_until = NULL WHERE association_id = ?`, id); err != nil {
+		return err
+	}
+	_, err := tx.ExecContext(ctx, `UPDATE associations SET sync_state = ?, sync_error = ? WHERE id = ?`, state, enc, id)
+	return err
 }
 
 // Retry puts a failed or deleted association back in the queue, due now (the admin's Retry
 // button). It returns ErrNotFound when there is no such association and ErrUnchanged when
 // it is neither failed nor deleted (a second click, or another admin was quicker).
 func (s *Store) Retry(ctx context.Context, id int64) error {
-	now := s.Now().UTC()
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		var state string
-		err := tx.QueryRowContext(ctx, `SELECT sync_state FROM associations WHERE id = ?`, id).Scan(&state)
-		if errors.Is(err, sql.ErrNoRows) {
-			return ErrNotFound
-		}
-		if err != nil {
-			return err
-		}
-		if state != SyncFailed && state != SyncDeleted {
-			return ErrUnchanged
-		}
-		return requeue(ctx, tx, id, now)
-	})
-	if errors.Is(err, ErrNotFound) || errors.Is(err, ErrUnchanged) {
-		return err
-	}
-	if err != nil {
-		return fmt.Errorf("retry %d: %w", id, err)
-	}
-	return nil
+	return s.requeueParked(ctx, "retry", id, func(state string) bool { return state == SyncFailed || state == SyncDeleted }, nil)
 }
 
 // Recreate queues a deleted association to be created again in Graph as a new object: it
 // forgets the old graph id and what Graph held. It returns ErrNotFound when there is no such
 // association and ErrUnchanged when it is not deleted (already re-created, say).
 func (s *Store) Recreate(ctx context.Context, id int64) error {
+	return s.requeueParked(ctx, "recreate", id, func(state string) bool { return state == SyncDeleted }, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `UPDATE associations SET graph_id = NULL, graph_created_at = NULL,
+				graph_modified_at = NULL, synced_revision = 0, synced_fields = NULL WHERE id = ?`, id); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `UPDATE outbox SET create_sent_at = NULL, create_sent_revision = NULL,
+				create_sent_fields = NULL WHERE association_id = ?`, id)
+		return err
+	})
+}
+
+// requeueParked is an admin's Retry or Re-create: if id's state passes ok, prepare (may be
+// nil) runs and the row is queued, due now. ErrNotFound: no such association; ErrUnchanged:
+// not in a state to act on (a second click, or another admin was quicker).
+func (s *Store) requeueParked(ctx context.Context, op string, id int64, ok func(state string) bool, prepare func(*sql.Tx) error) error {
 	now := s.Now().UTC()
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE associations SET graph_id = NULL, graph_created_at = NULL,
-				graph_modified_at = NULL, synced_revision = 0, synced_fields = NULL
-			WHERE id = ? AND sync_state = 'deleted'`, id)
-		if err != nil {
+		var state string
+		err := tx.QueryRowContext(ctx, `SELECT sync_state FROM associations WHERE id = ?`, id).Scan(&state)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			return ErrNotFound
+		case err != nil:
 			return err
+		case !ok(state):
+			return ErrUnchanged
 		}
-		if n, err := res.RowsAffected(); err != nil {
-			return err
-		} else if n == 0 {
-			return notDeleted(ctx, tx, id)
-		}
-		if _, err := tx.ExecContext(ctx, `UPDATE outbox SET create_sent_at = NULL, create_sent_revision = NULL,
-				create_sent_fields = NULL WHERE association_id = ?`, id); err != nil {
-			return err
+		if prepare != nil {
+			if err := prepare(tx); err != nil {
+				return err
+			}
 		}
 		return requeue(ctx, tx, id, now)
 	})
-	if errors.Is(err, ErrNotFound) || errors.Is(err, ErrUnchanged) {
-		return err
+	if err != nil && !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrUnchanged) {
+		return fmt.Errorf("%s %d: %w", op, id, err)
 	}
-	if err != nil {
-		return fmt.Errorf("recreate %d: %w", id, err)
-	}
-	return nil
-}
-
-// notDeleted tells why Recreate changed nothing: no such association, or not deleted.
-func notDeleted(ctx context.Context, tx *sql.Tx, id int64) error {
-	var exists bool
-	if err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM associations WHERE id = ?)`, id).Scan(&exists); err != nil {
-		return err
-	}
-	if exists {
-		return ErrUnchanged
-	}
-	return ErrNotFound
+	return err
 }
 
 // ExpediteSubject makes due at now every queued (not parked) row whose latest change was
