@@ -440,15 +440,22 @@ type userKey struct{}
 
 // currentUser returns the signed-in user of this request, if any.
 func (s *Server) currentUser(r *http.Request) (User, bool) {
+	u, ok, _ := s.sessionUser(r)
+	return u, ok
+}
+
+// sessionUser is currentUser that also reports a storage failure, which is no reason to
+// send a signed-in person back to sign-in.
+func (s *Server) sessionUser(r *http.Request) (User, bool, error) {
 	if u, ok := r.Context().Value(userKey{}).(User); ok {
-		return u, true
+		return u, true, nil
 	}
 	sess, err := s.sessions.Get(r, s.sessions.cookieName())
 	if err != nil {
-		return User{}, false
+		return User{}, false, err
 	}
 	u, ok := sess.Values[keyUser].(User)
-	return u, ok
+	return u, ok, nil
 }
 
 // require wraps a handler so that only people with at least role min reach it. Signed-out
@@ -456,7 +463,11 @@ func (s *Server) currentUser(r *http.Request) (User, bool) {
 // silently); signed-in people without the role get the 403 page, fragment or not.
 func (s *Server) require(min Role, next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		u, ok := s.currentUser(r)
+		u, ok, err := s.sessionUser(r)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
 		if !ok {
 			s.signInFirst(w, r)
 			return

@@ -806,3 +806,16 @@ func TestSessionCleanupDeletesAbandonedSessions(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// A storage failure while reading the session is a server error, not a reason to send a
+// signed-in admin (with whatever they just posted) back to sign-in.
+func TestSessionStorageFailureIsNotSignOut(t *testing.T) {
+	e := newAuthEnv(t, nil)
+	c := e.browser(t)
+	e.login(t, c, devidp.SubjectAdmin, "/")
+	e.store.Close() // every query now fails
+	h := do(t, c, "POST", e.url+"/associations", url.Values{"displayName": {"Room 1"}, "version": {"1"}}, nil)
+	if h.status != http.StatusInternalServerError || strings.Contains(h.location, "/signin") {
+		t.Errorf("save with the database failing = %d → %q, want the 500 page, not sign-in", h.status, h.location)
+	}
+}

@@ -74,7 +74,7 @@ func New(ctx context.Context, cfg Config, st Store, log *slog.Logger, opts ...Op
 	if s.graph != nil {
 		s.pusher = s.newPusher()
 	}
-	s.sessions = &sessionStore{db: st, seal: seal, idle: cfg.SessionIdle, max: cfg.SessionMax, secure: cfg.Secure(), now: func() time.Time { return s.now() }}
+	s.sessions = &sessionStore{db: st, seal: seal, idle: cfg.SessionIdle, max: cfg.SessionMax, secure: cfg.Secure(), now: func() time.Time { return s.now() }, log: log}
 	s.oidc, err = newOIDCClient(ctx, cfg, s.httpClient)
 	if s.oidc == nil {
 		return nil, err

@@ -11,6 +11,7 @@ import (
 	"encoding/gob"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"time"
 
@@ -95,6 +96,7 @@ type sessionStore struct {
 	max    time.Duration
 	secure bool
 	now    func() time.Time
+	log    *slog.Logger
 }
 
 // cookieName is the session cookie's name: __Host- prefixed over https, so it can only
@@ -155,8 +157,10 @@ func (st *sessionStore) New(r *http.Request, name string) (*sessions.Session, er
 	// on a timer is not the admin's activity: an open sync panel must not keep a
 	// session alive forever.
 	if now.Sub(row.LastSeenAt) > time.Minute && !isPoll(r) {
+		// Best effort: a busy database must not sign a valid session out; the next
+		// request records the activity instead.
 		if err := st.db.TouchSession(r.Context(), h, now); err != nil {
-			return s, err
+			st.log.Warn("session activity not recorded", "err", err)
 		}
 	}
 	return s, nil
