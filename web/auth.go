@@ -42,18 +42,16 @@ func (r Role) String() string {
 	return "No access"
 }
 
-// User is the signed-in person, kept in their server-side session with their tokens.
+// User is the signed-in person, kept in their server-side session. The tokens cartclass
+// pushes to Graph with are not here: they live, sealed, in the user-token table, where
+// refreshes keep them current (see signedIn).
 type User struct {
 	Issuer  string
 	Subject string // with Issuer, the identity: never the email
 	Name    string
 	Email   string
 	Role    Role
-
-	AccessToken  string
-	RefreshToken string
-	TokenExpiry  time.Time
-	IDToken      string // for the provider's end_session id_token_hint
+	IDToken string // for the provider's end_session id_token_hint
 }
 
 // Actor is the user as the audit fields record them.
@@ -302,7 +300,11 @@ func (s *Server) handleCallback(w http.ResponseWriter, r *http.Request) {
 	ctx := oidc.ClientContext(r.Context(), s.httpClient)
 	tok, err := oc.Exchange(ctx, q.Get("code"), oauth2.VerifierOption(rec.Verifier))
 	if err != nil {
-		s.fail(w, r, &authError{status: http.StatusBadGateway, title: "Sign-in failed",
+		status := http.StatusBadGateway // the provider failed
+		if grantRefused(err) {
+			status = http.StatusBadRequest // a used or expired code: the request, not the provider
+		}
+		s.fail(w, r, &authError{status: status, title: "Sign-in failed",
 			message: "The identity provider did not accept the sign-in. Please try again.", cause: err})
 		return
 	}
@@ -330,9 +332,17 @@ func (s *Server) handleCallback(w http.ResponseWriter, r *http.Request) {
 	}
 	u := User{
 		Issuer: idt.Issuer, Subject: idt.Subject, Email: claims.Email,
-		Name:        firstNonEmpty(claims.Name, claims.PreferredUsername, claims.Email, idt.Subject),
-		Role:        s.roleOf(idt.Subject, claims.Roles, claims.Groups),
-		AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken, TokenExpiry: tok.Expiry, IDToken: rawID,
+		Name:    firstNonEmpty(claims.Name, claims.PreferredUsername, claims.Email, idt.Subject),
+		Role:    s.roleOf(idt.Subject, claims.Roles, claims.Groups),
+		IDToken: rawID,
+	}
+	// Keep an admin's tokens for pushing before the session exists, so a failure here
+	// leaves nobody half signed in.
+	if u.Role >= RoleAdmin {
+		if err := s.signedIn(r.Context(), u.Subject, tok); err != nil {
+			s.fail(w, r, err)
+			return
+		}
 	}
 
 	// Rotate: whatever session this browser had ends, and a new id is issued.
@@ -351,12 +361,6 @@ func (s *Server) handleCallback(w http.ResponseWriter, r *http.Request) {
 	if err := sess.Save(r, w); err != nil {
 		s.fail(w, r, err)
 		return
-	}
-	if u.Role >= RoleAdmin {
-		if err := s.signedIn(r.Context(), u); err != nil {
-			s.fail(w, r, err)
-			return
-		}
 	}
 	s.log.Info("signed in", "sub", u.Subject, "iss", u.Issuer, "role", u.Role.String())
 	http.Redirect(w, r, rec.Next, http.StatusSeeOther)

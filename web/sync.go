@@ -48,7 +48,7 @@ func (s *Server) newPusher() *push.Worker {
 		tokens = &appTokens{s: s}
 		mode = append(mode, push.WithAppOnly())
 	} else {
-		s.delegated = &delegatedTokens{s: s, pushAs: map[string]string{}, stale: map[string]bool{}}
+		s.delegated = &delegatedTokens{s: s, pushAs: map[string]loan{}, stale: map[string]bool{}}
 		tokens = s.delegated
 	}
 	opts := append([]push.Option{
@@ -110,7 +110,7 @@ func (a *appTokens) Invalidate(string) {
 type delegatedTokens struct {
 	s      *Server
 	mu     sync.Mutex
-	pushAs map[string]string      // author subject → subject of the admin who pressed Push now
+	pushAs map[string]loan        // author subject → the admin who pressed Push now for them
 	stale  map[string]bool        // subjects whose token Graph refused: refresh next time
 	locks  map[string]*sync.Mutex // one refresh at a time per subject
 }
@@ -119,14 +119,28 @@ func (d *delegatedTokens) TokenSource(ctx context.Context, subject string) (oaut
 	ts, err := d.source(ctx, subject)
 	if errors.Is(err, push.ErrSignInNeeded) {
 		d.mu.Lock()
-		lender := d.pushAs[subject]
+		l, ok := d.pushAs[subject]
+		if ok && !d.s.now().Before(l.until) {
+			delete(d.pushAs, subject)
+			ok = false
+		}
 		d.mu.Unlock()
-		if lender != "" && lender != subject {
-			return d.source(ctx, lender)
+		if ok && l.admin != subject {
+			return d.source(ctx, l.admin)
 		}
 	}
 	return ts, err
 }
+
+// loan is an admin's Push now for someone else's waiting changes: their token pushes that
+// person's changes for a short while (the changes waiting now), not for good.
+type loan struct {
+	admin string
+	until time.Time
+}
+
+// loanTTL bounds a Push now: long enough to drain what waited when it was pressed.
+const loanTTL = 15 * time.Minute
 
 // Invalidate makes the next token for subject a refreshed one (Graph refused the last).
 func (d *delegatedTokens) Invalidate(subject string) {
@@ -140,8 +154,15 @@ func (d *delegatedTokens) lend(admin string, authors []string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for _, a := range authors {
-		d.pushAs[a] = admin
+		d.pushAs[a] = loan{admin: admin, until: d.s.now().Add(loanTTL)}
 	}
+}
+
+// signedIn ends any loan for subject: their own token pushes their changes again.
+func (d *delegatedTokens) signedIn(subject string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	delete(d.pushAs, subject)
 }
 
 // source checks that subject has a token at all, so a change without one waits at once,
@@ -206,7 +227,7 @@ func (t subjectTokens) Token() (*oauth2.Token, error) {
 	}
 	fresh, err := oc.TokenSource(oidc.ClientContext(ctx, s.httpClient), tok).Token()
 	if err != nil {
-		if refreshRefused(err) {
+		if grantRefused(err) {
 			return nil, fmt.Errorf("%w: refresh for %s refused: %v", push.ErrSignInNeeded, t.subject, err)
 		}
 		return nil, err // the provider is down or slow: retried with backoff
@@ -217,9 +238,9 @@ func (t subjectTokens) Token() (*oauth2.Token, error) {
 	return fresh, nil
 }
 
-// refreshRefused tells a refresh token the provider will never accept again (the person
-// must sign in) from a provider that failed for now.
-func refreshRefused(err error) bool {
+// grantRefused tells a grant (refresh token or authorization code) the provider will never
+// accept again (the person must sign in) from a provider that failed for now.
+func grantRefused(err error) bool {
 	var re *oauth2.RetrieveError
 	if !errors.As(err, &re) {
 		return false
@@ -264,14 +285,15 @@ func (s *Server) loadUserToken(ctx context.Context, subject string) (*oauth2.Tok
 
 // signedIn keeps the new sign-in's tokens for pushing (delegated mode) and lets the worker
 // retry what waited for this person.
-func (s *Server) signedIn(ctx context.Context, u User) error {
+func (s *Server) signedIn(ctx context.Context, subject string, tok *oauth2.Token) error {
 	if s.pusher == nil || s.cfg.GraphAuth != "delegated" {
 		return nil
 	}
-	if err := s.saveUserToken(ctx, u.Subject, &oauth2.Token{AccessToken: u.AccessToken, RefreshToken: u.RefreshToken, Expiry: u.TokenExpiry}); err != nil {
+	if err := s.saveUserToken(ctx, subject, tok); err != nil {
 		return err
 	}
-	return s.pusher.SignedIn(ctx, u.Subject)
+	s.delegated.signedIn(subject)
+	return s.pusher.SignedIn(ctx, subject)
 }
 
 // banner is the admins' notice while pushing is paused or waits for a sign-in.

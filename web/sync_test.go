@@ -441,3 +441,46 @@ func TestConcurrentPushesShareOneRefresh(t *testing.T) {
 		t.Errorf("Graph holds %d objects, want %d", n, len(ids))
 	}
 }
+
+// Push now by another admin lends their sign-in to the changes waiting for the author, and
+// only until the author signs in again: after that the author's own token is used, and a
+// later lapse waits for them again instead of silently pushing as the other admin.
+func TestPushNowLendsUntilTheAuthorSignsIn(t *testing.T) {
+	g := newGraphEnvWith(t, map[string]string{"CARTCLASS_ADMIN_SUBJECTS": devidp.SubjectNobody})
+	db, err := openRaw(t, g.dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	forget := func() {
+		t.Helper()
+		if _, err := db.Exec("DELETE FROM user_tokens WHERE subject = ?", devidp.SubjectAdmin); err != nil {
+			t.Fatal(err)
+		}
+	}
+	forget()
+	first := g.create(t, url.Values{"displayName": {"Room 11"}, "version": {"1"}})
+	if banner := g.waitBanner(t); !strings.Contains(banner, "Dev Admin") {
+		t.Fatalf("banner = %q, want Dev Admin's expired sign-in", banner)
+	}
+	other := g.browser(t)
+	g.login(t, other, devidp.SubjectNobody, "/")
+	if h := do(t, other, "POST", g.url+"/sync/push-now", url.Values{}, nil); h.status != http.StatusSeeOther {
+		t.Fatalf("push now = %d", h.status)
+	}
+	g.waitState(t, first, store.SyncSynced)
+
+	// The author signs in again, then their token lapses once more.
+	g.login(t, g.admin, devidp.SubjectAdmin, "/")
+	forget()
+	second := g.create(t, url.Values{"displayName": {"Room 12"}, "version": {"1"}})
+	if banner := g.waitBanner(t); !strings.Contains(banner, "Dev Admin") {
+		t.Fatalf("banner = %q, want Dev Admin's expired sign-in again", banner)
+	}
+	if a, _ := g.store.GetAssociation(t.Context(), second); a.Sync.State != store.SyncWaiting {
+		t.Errorf("second change = %q, want waiting for its author (the loan ended at their sign-in)", a.Sync.State)
+	}
+	if n := len(g.emu.Objects()); n != 1 {
+		t.Errorf("Graph holds %d objects, want only the lent one", n)
+	}
+}
