@@ -11,8 +11,8 @@ const maxBodyBytes = 1 << 20
 
 // routes is the one route table. Middleware, outermost first:
 //
-//	recoverPanics → secureHeaders (CSP nonce, no-store, HSTS) → crossOrigin (403 for
-//	cross-site writes) → limitBody (413) → mux → require(role) per route
+//	secureHeaders (CSP nonce, no-store, HSTS) → recoverPanics (500 page, with the nonce) →
+//	crossOrigin (403 for cross-site writes) → limitBody (413) → mux → require(role) per route
 //
 // require sends signed-out browsers to sign-in and answers 403 to people without the role,
 // for pages and htmx fragments alike.
@@ -48,7 +48,7 @@ func (s *Server) routes() http.Handler {
 	var h http.Handler = mux
 	h = s.limitBody(h)
 	h = s.crossOrigin(h)
-	h = s.secureHeaders(h)
 	h = s.recoverPanics(h)
+	h = s.secureHeaders(h)
 	return h
 }
