@@ -94,6 +94,57 @@ type AssociationValues struct {
 	ClassroomIDs  string
 }
 
+// Get returns the value of the field called name ("" for an unknown name).
+func (v AssociationValues) Get(name string) string {
+	if p := v.field(name); p != nil {
+		return *p
+	}
+	return ""
+}
+
+// Set sets the field called name; an unknown name is ignored.
+func (v *AssociationValues) Set(name, value string) {
+	if p := v.field(name); p != nil {
+		*p = value
+	}
+}
+
+func (v *AssociationValues) field(name string) *string {
+	switch name {
+	case FieldDisplayName:
+		return &v.DisplayName
+	case FieldDescription:
+		return &v.Description
+	case FieldVersion:
+		return &v.Version
+	case FieldDeviceCartIDs:
+		return &v.DeviceCartIDs
+	case FieldClassroomIDs:
+		return &v.ClassroomIDs
+	}
+	return nil
+}
+
+// FieldNames are the form's fields, in form order.
+func FieldNames() []string {
+	names := make([]string, len(fieldOrder))
+	for i, f := range fieldOrder {
+		names[i] = f.Name
+	}
+	return names
+}
+
+// Differing names the fields whose values differ between a and b.
+func Differing(a, b AssociationValues) map[string]bool {
+	d := map[string]bool{}
+	for _, f := range fieldOrder {
+		if a.Get(f.Name) != b.Get(f.Name) {
+			d[f.Name] = true
+		}
+	}
+	return d
+}
+
 // AssociationForm is the create or edit form.
 type AssociationForm struct {
 	ID       int64 // 0 for a new association
@@ -110,14 +161,11 @@ func (f AssociationForm) baseFields() [][2]string {
 	if f.Base == nil {
 		return nil
 	}
-	b := f.Base
-	return [][2]string{
-		{BasePrefix + FieldDisplayName, b.DisplayName},
-		{BasePrefix + FieldDescription, b.Description},
-		{BasePrefix + FieldVersion, b.Version},
-		{BasePrefix + FieldDeviceCartIDs, b.DeviceCartIDs},
-		{BasePrefix + FieldClassroomIDs, b.ClassroomIDs},
+	var out [][2]string
+	for _, fld := range fieldOrder {
+		out = append(out, [2]string{BasePrefix + fld.Name, f.Base.Get(fld.Name)})
 	}
+	return out
 }
 
 func (f AssociationForm) action() string {

@@ -96,6 +96,15 @@ func isoTime(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 
 func itoa[T ~int | ~int32 | ~int64](n T) string { return strconv.FormatInt(int64(n), 10) }
 
+// Ids of the elements that refresh themselves on a timer (hx-trigger "every …"): the
+// detail page's sync state and the sync panel's figures. htmx names the triggering
+// element in HX-Trigger, which is how the server tells these polls from the admin's own
+// requests.
+const (
+	SyncStatusID = "sync-status"
+	SyncStatsID  = "sync-stats"
+)
+
 // ListURL is the address of the association list with the given search, sort and page;
 // default values are left out so URLs stay short and bookmarkable.
 func ListURL(q, sort string, page int) string {

@@ -47,21 +47,20 @@ func (s *Server) handleAssociationList(w http.ResponseWriter, r *http.Request) {
 	l.Page, _ = strconv.Atoi(q.Get("page"))
 	l.Page = min(max(l.Page, 1), maxPage) // past the end is handled below
 
-	res, err := s.store.ListAssociations(r.Context(), store.ListFilter{Query: l.Query, Sort: l.Sort, Page: l.Page, PerPage: perPage, NotSynced: l.NotSynced})
+	f := store.ListFilter{Query: l.Query, Sort: l.Sort, Page: l.Page, PerPage: perPage, NotSynced: l.NotSynced}
+	res, err := s.store.ListAssociations(r.Context(), f)
+	if err == nil && len(res.Items) == 0 && res.Total > 0 {
+		// A bookmarked page past the end: show the last page rather than nothing.
+		l.Total = res.Total
+		l.Page = l.Pages()
+		f.Page = l.Page
+		res, err = s.store.ListAssociations(r.Context(), f)
+	}
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
 	l.Items, l.Total = res.Items, res.Total
-	if len(l.Items) == 0 && l.Total > 0 {
-		// A bookmarked page past the end: show the last page rather than nothing.
-		l.Page = l.Pages()
-		if res, err = s.store.ListAssociations(r.Context(), store.ListFilter{Query: l.Query, Sort: l.Sort, Page: l.Page, PerPage: perPage, NotSynced: l.NotSynced}); err != nil {
-			s.fail(w, r, err)
-			return
-		}
-		l.Items, l.Total = res.Items, res.Total
-	}
 
 	if isHTMX(r) && r.Header.Get("HX-Target") == "association-table" {
 		// htmx would push the request's URL, every form field included (q=&state=&sort=…);
@@ -106,9 +105,7 @@ func (s *Server) handleAssociationValidate(w http.ResponseWriter, r *http.Reques
 		return
 	}
 	field := r.URL.Query().Get("field")
-	switch field {
-	case views.FieldDisplayName, views.FieldDescription, views.FieldVersion, views.FieldDeviceCartIDs, views.FieldClassroomIDs:
-	default:
+	if !slices.Contains(views.FieldNames(), field) {
 		s.fail(w, r, fmt.Errorf("%w: unknown field %q", errBadRequest, field))
 		return
 	}
@@ -194,7 +191,7 @@ func (s *Server) renderConflict(w http.ResponseWriter, r *http.Request, mine sto
 
 // rebase puts the admin's change on top of the version saved meanwhile: a field they left
 // as it was when they started takes the saved value, a field they changed keeps theirs.
-// Without a (valid) starting point every field keeps theirs, as before.
+// Without a (valid) starting point every field keeps theirs.
 func rebase(mine store.Fields, base *views.AssociationValues, cur store.Association) views.Conflict {
 	theirs := views.ValuesOf(cur.Fields)
 	c := views.Conflict{Mine: mine, Form: views.AssociationForm{ID: cur.ID, Revision: cur.Revision, Values: views.ValuesOf(mine), Base: &theirs}}
@@ -205,48 +202,27 @@ func rebase(mine store.Fields, base *views.AssociationValues, cur store.Associat
 	if len(errs) > 0 {
 		return c
 	}
-	merged := cur.Fields
-	c.Rebased, c.Both = true, map[string]bool{}
-	pick := func(name string, changedByMe, changedByThem, differ bool, take func()) {
-		if changedByMe {
-			take()
-			if changedByThem && differ {
-				c.Both[name] = true
-			}
+	// Compared in normalised form (what validation made of each), field by field.
+	minev, fromv := views.ValuesOf(mine), views.ValuesOf(from)
+	changedByMe, changedByThem := views.Differing(minev, fromv), views.Differing(theirs, fromv)
+	merged, both := theirs, views.Differing(minev, theirs)
+	for name := range both {
+		if changedByMe[name] {
+			merged.Set(name, minev.Get(name))
+		}
+		if !changedByMe[name] || !changedByThem[name] {
+			delete(both, name)
 		}
 	}
-	pick(views.FieldDisplayName, mine.DisplayName != from.DisplayName, cur.DisplayName != from.DisplayName,
-		mine.DisplayName != cur.DisplayName, func() { merged.DisplayName = mine.DisplayName })
-	pick(views.FieldDescription, mine.Description != from.Description, cur.Description != from.Description,
-		mine.Description != cur.Description, func() { merged.Description = mine.Description })
-	pick(views.FieldVersion, mine.Version != from.Version, cur.Version != from.Version,
-		mine.Version != cur.Version, func() { merged.Version = mine.Version })
-	pick(views.FieldDeviceCartIDs, !slices.Equal(mine.DeviceCartIDs, from.DeviceCartIDs), !slices.Equal(cur.DeviceCartIDs, from.DeviceCartIDs),
-		!slices.Equal(mine.DeviceCartIDs, cur.DeviceCartIDs), func() { merged.DeviceCartIDs = mine.DeviceCartIDs })
-	pick(views.FieldClassroomIDs, !slices.Equal(mine.ClassroomIDs, from.ClassroomIDs), !slices.Equal(cur.ClassroomIDs, from.ClassroomIDs),
-		!slices.Equal(mine.ClassroomIDs, cur.ClassroomIDs), func() { merged.ClassroomIDs = mine.ClassroomIDs })
-	c.Form.Values = views.ValuesOf(merged)
+	c.Rebased, c.Both, c.Form.Values = true, both, merged
 	return c
 }
 
-// parseBase reads the hidden copy of the values an edit started from; nil when absent
-// (a form from before this field existed, or a hand-made request).
+// parseBase reads the hidden copy of the values an edit started from; nil unless every
+// field came exactly once (a form from before this existed, or a hand-made request).
 func parseBase(r *http.Request) *views.AssociationValues {
-	get := func(name string) (string, bool) {
-		v, ok := r.PostForm[views.BasePrefix+name]
-		if !ok || len(v) != 1 {
-			return "", false
-		}
-		return v[0], true
-	}
-	var b views.AssociationValues
-	var ok [5]bool
-	b.DisplayName, ok[0] = get(views.FieldDisplayName)
-	b.Description, ok[1] = get(views.FieldDescription)
-	b.Version, ok[2] = get(views.FieldVersion)
-	b.DeviceCartIDs, ok[3] = get(views.FieldDeviceCartIDs)
-	b.ClassroomIDs, ok[4] = get(views.FieldClassroomIDs)
-	if ok != [5]bool{true, true, true, true, true} {
+	b, complete := valuesFrom(r.PostForm, views.BasePrefix)
+	if !complete {
 		return nil
 	}
 	return &b

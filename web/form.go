@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"unicode"
@@ -39,13 +40,22 @@ func parseAssociationForm(r *http.Request) (views.AssociationValues, error) {
 	if err := parseForm(r); err != nil {
 		return views.AssociationValues{}, err
 	}
-	return views.AssociationValues{
-		DisplayName:   r.PostForm.Get(views.FieldDisplayName),
-		Description:   r.PostForm.Get(views.FieldDescription),
-		Version:       r.PostForm.Get(views.FieldVersion),
-		DeviceCartIDs: r.PostForm.Get(views.FieldDeviceCartIDs),
-		ClassroomIDs:  r.PostForm.Get(views.FieldClassroomIDs),
-	}, nil
+	v, _ := valuesFrom(r.PostForm, "")
+	return v, nil
+}
+
+// valuesFrom reads the association fields named prefix+field from form (a missing one is
+// empty); complete reports whether each was sent exactly once.
+func valuesFrom(form url.Values, prefix string) (v views.AssociationValues, complete bool) {
+	complete = true
+	for _, name := range views.FieldNames() {
+		vals := form[prefix+name]
+		complete = complete && len(vals) == 1
+		if len(vals) > 0 {
+			v.Set(name, vals[0])
+		}
+	}
+	return v, complete
 }
 
 // validateAssociation checks the form values and turns them into fields. The map holds one

@@ -18,6 +18,7 @@ import (
 	"github.com/gorilla/sessions"
 
 	"github.com/cartclass/cartclass/store"
+	"github.com/cartclass/cartclass/views"
 )
 
 // SessionStore is what sessions need from storage.
@@ -222,10 +223,8 @@ func hashID(id []byte) []byte {
 	return sum[:]
 }
 
-// pollers are the ids of the elements that refresh themselves on a timer (hx-trigger
-// "every …"): the detail page's sync state and the sync panel's figures. htmx names the
-// element that triggered a request in the HX-Trigger header.
-var pollers = map[string]bool{"sync-status": true, "sync-stats": true}
+// pollers are the ids of the elements that refresh themselves on a timer.
+var pollers = map[string]bool{views.SyncStatusID: true, views.SyncStatsID: true}
 
 // isPoll reports whether r is a timed refresh rather than something the admin did.
 func isPoll(r *http.Request) bool {
