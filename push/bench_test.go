@@ -52,7 +52,7 @@ func benchDrain(b *testing.B, n int, emuOpts []emulator.Option, opts ...push.Opt
 			b.Fatal(err)
 		}
 	}
-	w := push.New(st, gc, push.AppTokens(appToken), opts...)
+	w := push.New(st, gc, appTokens{appToken}, opts...)
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	start := time.Now()

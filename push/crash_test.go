@@ -56,7 +56,7 @@ func TestCrashChild(t *testing.T) {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	w := push.New(st, gc, push.AppTokens(appToken), push.WithLease(childLease), push.WithLogger(log),
+	w := push.New(st, gc, appTokens{appToken}, push.WithLease(childLease), push.WithLogger(log),
 		push.WithBackoff(10*time.Millisecond, 200*time.Millisecond), push.WithWritesPer20s(0))
 	go w.Run(ctx)
 

@@ -58,10 +58,18 @@ func TestBackoffIsCappedFullJitter(t *testing.T) {
 	base, limit := 10*time.Millisecond, 80*time.Millisecond
 	for attempts, ceil := range []time.Duration{10, 20, 40, 80, 80, 80} {
 		ceil *= time.Millisecond
+		var most time.Duration
 		for range 200 {
-			if d := backoff(attempts, base, limit); d < 0 || d > ceil {
+			d := backoff(attempts, base, limit)
+			if d < 0 || d > ceil {
 				t.Fatalf("backoff(%d) = %v, want within [0, %v]", attempts, d, ceil)
 			}
+			most = max(most, d)
+		}
+		// Full jitter spreads over the whole range: 200 draws all in the lower half would
+		// happen once in 2^200 (or mean the ceiling is not growing).
+		if most <= ceil/2 {
+			t.Errorf("backoff(%d) never passed %v in 200 draws (max %v)", attempts, ceil/2, most)
 		}
 	}
 	if d := backoff(1000, time.Second, 5*time.Minute); d > 5*time.Minute {

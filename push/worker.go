@@ -60,14 +60,6 @@ type Invalidator interface {
 	Invalidate(subject string)
 }
 
-// AppTokens is the TokenSourcer of app-only mode: one client-credentials source for every
-// change, whoever made it.
-func AppTokens(ts oauth2.TokenSource) TokenSourcer { return appTokens{ts} }
-
-type appTokens struct{ ts oauth2.TokenSource }
-
-func (a appTokens) TokenSource(context.Context, string) (oauth2.TokenSource, error) { return a.ts, nil }
-
 // Status is the worker's state for the admins' banner.
 type Status struct {
 	// Paused is true while no request goes to Graph for any record: Reason is then
@@ -97,19 +89,20 @@ type Worker struct {
 	gc     *graph.Client
 	tokens TokenSourcer
 
-	log             *slog.Logger
-	now             func() time.Time
-	concurrency     int
-	lease           time.Duration
-	backoffBase     time.Duration
-	backoffMax      time.Duration
-	permRecheck     time.Duration
-	signInRecheck   time.Duration
-	appOnly         bool
-	maxIdle         time.Duration
-	scopes          []string
-	owner           string
-	writes, perTime int
+	log           *slog.Logger
+	now           func() time.Time
+	concurrency   int
+	lease         time.Duration
+	backoffBase   time.Duration
+	backoffMax    time.Duration
+	permRecheck   time.Duration
+	signInRecheck time.Duration
+	appOnly       bool
+	maxIdle       time.Duration
+	scopes        []string
+	owner         string
+	writes        int           // writes per `per` at most
+	per           time.Duration // pacing period
 
 	bucket *bucket
 
@@ -135,15 +128,6 @@ func WithLogger(l *slog.Logger) Option {
 	}
 }
 
-// WithClock sets the clock (default time.Now).
-func WithClock(now func() time.Time) Option {
-	return func(w *Worker) {
-		if now != nil {
-			w.now = now
-		}
-	}
-}
-
 // WithConcurrency sets how many associations are pushed at once (default 4). Each one
 // still has at most one request in flight.
 func WithConcurrency(n int) Option {
@@ -159,7 +143,7 @@ func WithWritesPer20s(n int) Option { return WithWriteRate(n, 20*time.Second) }
 // of n, so no window of that length ever sees more than n + n/10 writes: 99 for the
 // default 90 per 20 s, under Intune's 100.
 func WithWriteRate(n int, per time.Duration) Option {
-	return func(w *Worker) { w.writes, w.perTime = n, int(per) }
+	return func(w *Worker) { w.writes, w.per = n, per }
 }
 
 // WithBackoff sets the base and the cap of the per-item exponential backoff (default 1 s
@@ -195,9 +179,6 @@ func WithScopes(scopes ...string) Option { return func(w *Worker) { w.scopes = s
 // its admins': a refused token then pauses the queue instead of waiting for a sign-in.
 func WithAppOnly() Option { return func(w *Worker) { w.appOnly = true } }
 
-// WithOwner sets the prefix of the lease owner names (default host-pid-random).
-func WithOwner(owner string) Option { return func(w *Worker) { w.owner = owner } }
-
 // New returns a Worker pushing st's outbox through gc, with tokens from tokens.
 func New(st Store, gc *graph.Client, tokens TokenSourcer, opts ...Option) *Worker {
 	w := &Worker{
@@ -213,21 +194,19 @@ func New(st Store, gc *graph.Client, tokens TokenSourcer, opts ...Option) *Worke
 		maxIdle:       time.Minute,
 		scopes:        []string{"DeviceManagementConfiguration.ReadWrite.All", "DeviceManagementServiceConfig.ReadWrite.All"},
 		writes:        90,
-		perTime:       int(20 * time.Second),
+		per:           20 * time.Second,
 		wake:          make(chan struct{}),
 		signIn:        map[string]time.Time{},
 	}
 	for _, o := range opts {
 		o(w)
 	}
-	if w.owner == "" {
-		host, _ := os.Hostname()
-		var b [4]byte
-		_, _ = rand.Read(b[:])
-		w.owner = fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b[:]))
-	}
-	if w.writes > 0 && w.perTime > 0 {
-		w.bucket = newBucket(w.writes, time.Duration(w.perTime), w.now())
+	host, _ := os.Hostname()
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	w.owner = fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b[:]))
+	if w.writes > 0 && w.per > 0 {
+		w.bucket = newBucket(w.writes, w.per, w.now())
 	}
 	return w
 }
@@ -407,12 +386,7 @@ func (w *Worker) attempt(ctx context.Context, owner, subject string, it *store.O
 	if err != nil {
 		return fmt.Errorf("token source: %w", err)
 	}
-	// Get the token (a refresh may take seconds) before passing the gate, so a pause
-	// that begins meanwhile is seen before the request goes out, not after.
-	if _, err := ts.Token(); err != nil {
-		return fmt.Errorf("get token: %w", err)
-	}
-	err = w.send(ctx, owner, w.gc.WithTokenSource(ts), it)
+	err = w.sendWith(ctx, owner, ts, it)
 	var ae *graph.APIError
 	if !errors.As(err, &ae) || ae.Status != 401 {
 		return err
@@ -425,7 +399,18 @@ func (w *Worker) attempt(ctx context.Context, owner, subject string, it *store.O
 	if ts, err = w.tokens.TokenSource(ctx, subject); err != nil {
 		return fmt.Errorf("token source: %w", err)
 	}
-	return w.send(ctx, owner, w.gc.WithTokenSource(ts), it)
+	return w.sendWith(ctx, owner, ts, it)
+}
+
+// sendWith gets a token from ts once, before passing the pacing gate (a refresh may take
+// seconds, and a pause that begins meanwhile must be seen before the request goes out),
+// and sends every request of this attempt with it.
+func (w *Worker) sendWith(ctx context.Context, owner string, ts oauth2.TokenSource, it *store.OutboxItem) error {
+	tok, err := ts.Token()
+	if err != nil {
+		return fmt.Errorf("get token: %w", err)
+	}
+	return w.send(ctx, owner, w.gc.WithTokenSource(oauth2.ReuseTokenSource(tok, ts)), it)
 }
 
 // send pushes the item's current state: a create if Graph does not have it yet, else an

@@ -57,7 +57,7 @@ func newHarness(t *testing.T, emuOpts []emulator.Option, tokens push.TokenSource
 		t.Fatal(err)
 	}
 	if tokens == nil {
-		tokens = push.AppTokens(appToken)
+		tokens = appTokens{appToken}
 	}
 	w := push.New(st, gc, tokens, append(fastOptions(t), opts...)...)
 	return &harness{t: t, st: st, emu: emu, srv: srv, gc: gc, w: w}
@@ -645,3 +645,9 @@ func TestWithoutPacingTheLimitBites(t *testing.T) {
 	}
 	h.assertInGraph(ids...)
 }
+
+// appTokens gives every change the same token source, whoever made it: app-only mode as
+// these tests need it (the web layer has the real one, with discovery and Invalidate).
+type appTokens struct{ ts oauth2.TokenSource }
+
+func (a appTokens) TokenSource(context.Context, string) (oauth2.TokenSource, error) { return a.ts, nil }
