@@ -31,6 +31,7 @@ var ErrSignInNeeded = errors.New("sign-in needed")
 // Store is what the worker needs of the store (implemented by *store.Store).
 type Store interface {
 	ClaimOutbox(ctx context.Context, owner string, now time.Time, lease time.Duration) (store.OutboxItem, error)
+	PendingPauses(ctx context.Context, now time.Time) (store.Pauses, error)
 	NextDue(ctx context.Context) (time.Time, error)
 	MarkCreateSent(ctx context.Context, id int64, owner string, sent store.SentCreate) error
 	ClearCreateSent(ctx context.Context, id int64, owner string) error
@@ -276,12 +277,33 @@ func (w *Worker) Stats(ctx context.Context) (Stats, error) {
 
 // Run pushes due items until ctx is done, with the configured number of pushers.
 func (w *Worker) Run(ctx context.Context) {
+	w.restorePauses(ctx)
 	var wg sync.WaitGroup
 	for i := range w.concurrency {
 		owner := fmt.Sprintf("%s/%d", w.owner, i)
 		wg.Go(func() { w.loop(ctx, owner) })
 	}
 	wg.Wait()
+}
+
+// restorePauses takes up the pauses an earlier run recorded with postponed rows: a
+// Retry-After still running holds every record back, and the banner keeps naming whose
+// sign-in is awaited (so Push now can lend to them).
+func (w *Worker) restorePauses(ctx context.Context) {
+	now := w.now()
+	p, err := w.st.PendingPauses(ctx, now)
+	if err != nil {
+		w.log.Error("push_restore_pauses_failed", "err", err)
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if p.ThrottledUntil.After(w.throttled) {
+		w.throttled = p.ThrottledUntil
+	}
+	for _, sub := range p.SignIn {
+		w.signIn[sub] = now.Add(w.signInRecheck)
+	}
 }
 
 // loop is one pusher: claim a due item, push it, repeat; sleep while paused or idle.

@@ -651,3 +651,48 @@ func TestWithoutPacingTheLimitBites(t *testing.T) {
 type appTokens struct{ ts oauth2.TokenSource }
 
 func (a appTokens) TokenSource(context.Context, string) (oauth2.TokenSource, error) { return a.ts, nil }
+
+// A restart inside a pause keeps the pause: the Retry-After still running holds every
+// record back, and whose sign-in is awaited is still known (the banner, Push now).
+func TestRestartKeepsPauses(t *testing.T) {
+	tokens := &fakeTokens{tokens: map[string][]string{"sub-ok": {"t"}}, errs: map[string]error{"sub-gone": push.ErrSignInNeeded}, calls: map[string]int{}}
+	h := newHarness(t, nil, tokens, push.WithSignInRecheck(time.Hour))
+	h.emu.Inject(emulator.Fault{Method: http.MethodPost, Status: http.StatusTooManyRequests, RetryAfter: "30", Count: 1})
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { h.w.Run(ctx); close(done) }()
+	h.create("waits-for-sign-in", "sub-gone")
+	h.create("throttled", "sub-ok")
+	h.waitFor("both pauses", func() bool {
+		st := h.w.Status()
+		return st.Reason == "throttled" && slices.Contains(st.Subjects, "sub-gone")
+	})
+	until := h.w.Status().Until
+	stop()
+	<-done
+
+	// A new process: a new worker on the same database and Graph.
+	w2 := push.New(h.st, h.gc, tokens, fastOptions(t)...)
+	ctx2, stop2 := context.WithCancel(context.Background())
+	done2 := make(chan struct{})
+	go func() { w2.Run(ctx2); close(done2) }()
+	t.Cleanup(func() { stop2(); <-done2 })
+	h.waitFor("the restored pauses", func() bool {
+		st := w2.Status()
+		return st.Reason == "throttled" && !st.Until.Before(until.Add(-time.Millisecond)) && slices.Contains(st.Subjects, "sub-gone")
+	})
+	before := len(h.requests())
+	h.create("after-restart", "sub-ok")
+	w2.Kick()
+	// Nothing may reach Graph before the Retry-After of 30 s has passed; a stats read is
+	// enough of a round trip for an unpaused worker to have sent (it sends within ms).
+	for range 20 {
+		if _, err := w2.Stats(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n := len(h.requests()) - before; n != 0 {
+		t.Errorf("%d requests reached Graph inside the Retry-After after a restart", n)
+	}
+}

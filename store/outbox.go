@@ -529,3 +529,42 @@ func (s *Store) GetUserToken(ctx context.Context, subject string) ([]byte, error
 	}
 	return data, nil
 }
+
+// Pauses is what the queue says about pauses a worker decided before a restart.
+type Pauses struct {
+	// SignIn are the subjects whose changes were postponed for a sign-in, sorted.
+	SignIn []string
+	// ThrottledUntil is the latest end of a 429's Retry-After still to come (zero: none).
+	ThrottledUntil time.Time
+}
+
+// PendingPauses reads the pauses recorded with postponed rows: a worker starting (after a
+// restart) must not forget a Retry-After still running, nor whose sign-in is awaited.
+func (s *Store) PendingPauses(ctx context.Context, now time.Time) (Pauses, error) {
+	var p Pauses
+	rows, err := s.db.QueryContext(ctx, `SELECT DISTINCT a.updated_by_sub FROM outbox o JOIN associations a ON a.id = o.association_id
+		WHERE o.next_attempt_at IS NOT NULL AND json_extract(a.sync_error, '$.code') = 'SignInNeeded' ORDER BY 1`)
+	if err != nil {
+		return p, fmt.Errorf("pending pauses: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var sub string
+		if err := rows.Scan(&sub); err != nil {
+			return p, fmt.Errorf("pending pauses: %w", err)
+		}
+		p.SignIn = append(p.SignIn, sub)
+	}
+	if err := rows.Err(); err != nil {
+		return p, fmt.Errorf("pending pauses: %w", err)
+	}
+	var until sql.NullInt64
+	if err := s.db.QueryRowContext(ctx, `SELECT max(o.next_attempt_at) FROM outbox o JOIN associations a ON a.id = o.association_id
+		WHERE o.next_attempt_at > ? AND json_extract(a.sync_error, '$.status') = 429`, now.UnixNano()).Scan(&until); err != nil {
+		return p, fmt.Errorf("pending pauses: %w", err)
+	}
+	if until.Valid {
+		p.ThrottledUntil = time.Unix(0, until.Int64)
+	}
+	return p, nil
+}
