@@ -119,8 +119,8 @@ func (st *sessionStore) Get(r *http.Request, name string) (*sessions.Session, er
 }
 
 // New loads the session named by the request's cookie, or returns a new empty one when there
-// is none, it is unknown, tampered with, expired or idle. It never fails the request: a bad
-// cookie simply means "signed out".
+// is none, it is unknown, tampered with, expired or idle: a bad cookie simply means "signed
+// out". Only a failure to read the database is an error (a 500, not a sign-out).
 func (st *sessionStore) New(r *http.Request, name string) (*sessions.Session, error) {
 	s := sessions.NewSession(st, name)
 	s.Options = st.options()
@@ -176,7 +176,9 @@ func (st *sessionStore) Save(r *http.Request, w http.ResponseWriter, s *sessions
 				return err
 			}
 		}
-		http.SetCookie(w, sessions.NewCookie(s.Name(), "", &sessions.Options{Path: "/", MaxAge: -1, HttpOnly: true, Secure: st.secure, SameSite: http.SameSiteLaxMode}))
+		gone := *st.options()
+		gone.MaxAge = -1
+		http.SetCookie(w, sessions.NewCookie(s.Name(), "", &gone))
 		return nil
 	}
 	now := st.now()
