@@ -52,14 +52,14 @@ func (e *APIError) Error() string {
 func (e *APIError) Short() string {
 	switch {
 	case e.Status == http.StatusBadRequest || e.Status == http.StatusUnprocessableEntity:
-		if m := shorten(e.Message, 120); m != "" {
+		if m := shorten(plainMessage(e.Message), 120); m != "" {
 			return "Microsoft Graph rejected the data: " + m
 		}
 		return "Microsoft Graph rejected the data."
 	case e.Status == http.StatusUnauthorized:
 		return "The Microsoft sign-in has expired or was revoked; sign in again."
 	case e.Status == http.StatusForbidden:
-		if m := shorten(e.Message, 160); m != "" {
+		if m := shorten(plainMessage(e.Message), 200); m != "" {
 			return "Missing permission in Microsoft Graph: " + m
 		}
 		return "Missing permission in Microsoft Graph."
@@ -74,6 +74,20 @@ func (e *APIError) Short() string {
 		return "Microsoft Graph is temporarily unavailable; retrying later."
 	}
 	return fmt.Sprintf("Microsoft Graph answered %d %s.", e.Status, http.StatusText(e.Status))
+}
+
+// plainMessage is the sentence in a Graph error message meant for people. Intune wraps it
+// in a JSON document ({"_version":3,"Message":"…",…}) and appends " - Operation ID …
+// - Activity ID … - Url …" diagnostics; both are dropped (the whole text goes to logs).
+func plainMessage(m string) string {
+	var intune struct{ Message string }
+	if strings.HasPrefix(strings.TrimSpace(m), "{") && json.Unmarshal([]byte(m), &intune) == nil && intune.Message != "" {
+		m = intune.Message
+	}
+	if i := strings.Index(m, " - Operation ID"); i >= 0 {
+		m = m[:i]
+	}
+	return strings.TrimSpace(m)
 }
 
 // IsNotFound reports whether err is a 404 from Graph (the object does not

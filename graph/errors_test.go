@@ -69,6 +69,24 @@ func TestAPIErrorStringIsShortAndSafe(t *testing.T) {
 	}
 }
 
+// Intune wraps its sentence in a JSON document and appends diagnostics; admins see only
+// the sentence.
+func TestShortUnwrapsIntuneMessages(t *testing.T) {
+	intune := "{\r\n  \"_version\": 3,\r\n  \"Message\": \"The cart list is invalid. - Operation ID (for customer support): 0000 - Activity ID: rid - Url: https://fef.example/x\",\r\n  \"CustomApiErrorPhrase\": \"\"\r\n}"
+	for _, tc := range []struct {
+		e    *APIError
+		want string
+	}{
+		{&APIError{Status: 400, Message: intune}, "Microsoft Graph rejected the data: The cart list is invalid."},
+		{&APIError{Status: 403, Message: "Application is not authorized. Application must have one of the following scopes: A.ReadWrite.All, B.ReadWrite.All - Operation ID (for customer support): 0 - Activity ID: x"},
+			"Missing permission in Microsoft Graph: Application is not authorized. Application must have one of the following scopes: A.ReadWrite.All, B.ReadWrite.All"},
+	} {
+		if got := tc.e.Short(); got != tc.want {
+			t.Errorf("Short() = %q, want %q", got, tc.want)
+		}
+	}
+}
+
 func TestOrigin(t *testing.T) {
 	same := [][2]string{
 		{"https://graph.microsoft.com/beta", "https://graph.microsoft.com:443/beta/x?$skiptoken=1"},
