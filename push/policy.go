@@ -11,7 +11,6 @@ import (
 
 	"github.com/cartclass/cartclass/graph"
 	"github.com/cartclass/cartclass/store"
-	"golang.org/x/oauth2"
 )
 
 // This file is the retry policy, in one place: what the worker does with each outcome of
@@ -58,10 +57,6 @@ func classify(err error, update bool) (verdict, time.Duration) {
 		return postpone, 0
 	}
 	if errors.Is(err, ErrSignInNeeded) || errors.Is(err, graph.ErrNoTokenSource) {
-		return signIn, 0
-	}
-	var re *oauth2.RetrieveError
-	if errors.As(err, &re) && (re.ErrorCode == "invalid_grant" || re.ErrorCode == "interaction_required") {
 		return signIn, 0
 	}
 	var ae *graph.APIError

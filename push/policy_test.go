@@ -42,7 +42,9 @@ func TestClassify(t *testing.T) {
 		{"404 on POST", api(404, ""), false, retry, 0},
 		{"transport", &graph.TransportError{Method: "POST", Written: true, Err: context.DeadlineExceeded}, false, retry, 0},
 		{"sign-in needed", fmt.Errorf("token: %w", ErrSignInNeeded), false, signIn, 0},
-		{"invalid_grant", fmt.Errorf("graph: get token: %w", &oauth2.RetrieveError{ErrorCode: "invalid_grant"}), false, signIn, 0},
+		// Which provider refusals mean "sign in again" is the TokenSourcer's call (it wraps
+		// ErrSignInNeeded); a bare token error is retried.
+		{"bare token error", fmt.Errorf("graph: get token: %w", &oauth2.RetrieveError{ErrorCode: "invalid_grant"}), false, retry, 0},
 		{"other token error", fmt.Errorf("graph: get token: %w", &oauth2.RetrieveError{ErrorCode: "temporarily_unavailable"}), false, retry, 0},
 		{"paused", errPaused, false, postpone, 0},
 		{"store", errors.New("database is locked"), false, retry, 0},

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -238,6 +239,14 @@ func TestDeletedInIntuneOffersRecreate(t *testing.T) {
 	if !strings.Contains(d.Text(), "deleted in Intune") || d.Find(`[data-testid="recreate"]`).Length() != 1 {
 		t.Fatalf("deleted panel = %.400s", d.Text())
 	}
+	viewer := g.browser(t)
+	g.login(t, viewer, devidp.SubjectViewer, "/")
+	if h := do(t, viewer, "POST", g.url+"/associations/"+strconv.FormatInt(id, 10)+"/recreate", url.Values{}, nil); h.status != http.StatusForbidden {
+		t.Errorf("viewer recreate = %d, want 403", h.status)
+	}
+	if a, _ := g.store.GetAssociation(t.Context(), id); a.Sync.State != store.SyncDeleted {
+		t.Errorf("after a viewer's recreate the state is %q, want still deleted", a.Sync.State)
+	}
 	if h := do(t, g.admin, "POST", g.url+"/associations/"+strconv.FormatInt(id, 10)+"/recreate", url.Values{}, nil); h.status != http.StatusSeeOther {
 		t.Fatalf("recreate = %d", h.status)
 	}
@@ -281,6 +290,15 @@ func TestPermissionPauseBannerAndPushNow(t *testing.T) {
 	g.login(t, viewer, devidp.SubjectViewer, "/")
 	if h := do(t, viewer, "GET", g.url+"/sync", nil, nil); h.status != http.StatusForbidden {
 		t.Errorf("viewer /sync = %d", h.status)
+	}
+	if h := do(t, viewer, "POST", g.url+"/sync/push-now", url.Values{}, nil); h.status != http.StatusForbidden {
+		t.Errorf("viewer push now = %d, want 403", h.status)
+	}
+	if st := parseDoc(t, do(t, g.admin, "GET", g.url+"/sync", nil, nil).body).Find(`[data-testid="queue-depth"]`).Text(); st != "1" {
+		t.Errorf("queue depth after a viewer's push now = %q, want still 1", st)
+	}
+	if b := parseDoc(t, do(t, viewer, "GET", g.url+"/associations", nil, nil).body).Find(`[data-testid="banner"]`); b.Length() != 0 {
+		t.Errorf("viewer sees the admins' banner: %q", b.Text())
 	}
 
 	// Consent granted: Push now resumes and the queue drains.
@@ -482,5 +500,43 @@ func TestPushNowLendsUntilTheAuthorSignsIn(t *testing.T) {
 	}
 	if n := len(g.emu.Objects()); n != 1 {
 		t.Errorf("Graph holds %d objects, want only the lent one", n)
+	}
+}
+
+// A 429 with Retry-After pauses pushing: admins see until when, in words, on the list and
+// on the sync panel, with no button to override it.
+func TestThrottleBanner(t *testing.T) {
+	g := newGraphEnv(t)
+	g.emu.Inject(emulator.Fault{Method: "POST", Status: http.StatusTooManyRequests, RetryAfter: "30", Count: 1})
+	g.create(t, url.Values{"displayName": {"Room 8"}, "version": {"1"}})
+	banner := g.waitBanner(t)
+	if !regexp.MustCompile(`slow down: pushing is paused until \d\d:\d\d:\d\d UTC`).MatchString(banner) {
+		t.Errorf("banner = %q", banner)
+	}
+	panel := parseDoc(t, do(t, g.admin, "GET", g.url+"/sync", nil, nil).body)
+	if st := panel.Find(`[data-testid="sync-state"]`).Text(); !strings.Contains(st, "asked cartclass to slow down") {
+		t.Errorf("sync panel status = %q", st)
+	}
+	if panel.Find(`[data-testid="push-now"]`).Length() != 0 {
+		t.Error("Push now offered during a throttle, which it cannot lift")
+	}
+}
+
+// The identity provider refusing an admin's refresh token (expired, revoked) makes their
+// change wait for them, named in the banner; nothing is sent without a token.
+func TestRefusedRefreshWaitsForSignIn(t *testing.T) {
+	g := newGraphEnvIDP(t, func(c *devidp.Config) {
+		c.AccessTokenLifetime = 5 * time.Second // every push refreshes
+		c.RefreshTokenLifetime = time.Nanosecond // and the refresh token is already expired
+	}, nil)
+	id := g.create(t, url.Values{"displayName": {"Room 9"}, "version": {"1"}})
+	if banner := g.waitBanner(t); !strings.Contains(banner, "Dev Admin") || !strings.Contains(banner, "sign-in expired") {
+		t.Fatalf("banner = %q, want Dev Admin's expired sign-in", banner)
+	}
+	if a, _ := g.store.GetAssociation(t.Context(), id); a.Sync.State != store.SyncWaiting {
+		t.Errorf("state = %q, want waiting", a.Sync.State)
+	}
+	if n := len(g.writes()); n != 0 {
+		t.Errorf("%d writes sent without a usable token", n)
 	}
 }
