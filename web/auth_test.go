@@ -819,3 +819,29 @@ func TestSessionStorageFailureIsNotSignOut(t *testing.T) {
 		t.Errorf("save with the database failing = %d → %q, want the 500 page, not sign-in", h.status, h.location)
 	}
 }
+
+// Signing in again in the same browser ends the session it had: its cookie, replayed
+// elsewhere, no longer signs anyone in.
+func TestSignInAgainEndsTheOldSession(t *testing.T) {
+	e := newAuthEnv(t, nil)
+	c := e.browser(t)
+	e.login(t, c, devidp.SubjectAdmin, "/")
+	u, _ := url.Parse(e.url)
+	old := c.Jar.Cookies(u)
+	e.login(t, c, devidp.SubjectAdmin, "/")
+
+	replay := e.browser(t)
+	replay.Jar.SetCookies(u, old)
+	if h := do(t, replay, "GET", e.url+"/associations", nil, nil); h.status != http.StatusSeeOther || !strings.Contains(h.location, "/signin") {
+		t.Errorf("the replaced session's cookie = %d → %q, want sign-in", h.status, h.location)
+	}
+	db, err := openRaw(t, e.dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var n int
+	if err := db.QueryRow("SELECT count(*) FROM sessions").Scan(&n); err != nil || n != 1 {
+		t.Errorf("sessions after signing in twice = %d (%v), want 1", n, err)
+	}
+}
