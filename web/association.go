@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/a-h/templ"
+
 	"github.com/cartclass/cartclass/store"
 	"github.com/cartclass/cartclass/views"
 )
@@ -185,8 +187,9 @@ func (s *Server) renderConflict(w http.ResponseWriter, r *http.Request, mine sto
 		w.Header().Set("HX-Retarget", "#main")
 		w.Header().Set("HX-Reswap", "innerHTML show:window:top")
 	}
-	p := s.page(w, r, "Conflicting edit", listCrumb, views.Crumb{Label: cur.DisplayName, URL: views.AssociationURL(cur.ID)}, views.Crumb{Label: "Conflict"})
-	s.renderPage(w, r, http.StatusConflict, views.ConflictPage(p, c), views.ConflictView(c))
+	s.renderPage(w, r, http.StatusConflict, views.ConflictView(c), func() templ.Component {
+		return views.ConflictPage(s.page(w, r, "Conflicting edit", listCrumb, views.Crumb{Label: cur.DisplayName, URL: views.AssociationURL(cur.ID)}, views.Crumb{Label: "Conflict"}), c)
+	})
 }
 
 // rebase puts the admin's change on top of the version saved meanwhile: a field they left
@@ -234,7 +237,9 @@ func (s *Server) renderForm(w http.ResponseWriter, r *http.Request, status int, 
 	if f.ID != 0 {
 		crumbs = []views.Crumb{listCrumb, {Label: "Association", URL: views.AssociationURL(f.ID)}, {Label: "Edit"}}
 	}
-	s.renderPage(w, r, status, views.AssociationFormPage(s.page(w, r, title, crumbs...), f), views.AssociationFormView(f))
+	s.renderPage(w, r, status, views.AssociationFormView(f), func() templ.Component {
+		return views.AssociationFormPage(s.page(w, r, title, crumbs...), f)
+	})
 }
 
 // actor is the signed-in user as the audit fields record them.

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"net/http"
 
+	"github.com/a-h/templ"
+
 	"github.com/cartclass/cartclass/store"
 	"github.com/cartclass/cartclass/views"
 )
@@ -57,7 +59,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	if e.Status == http.StatusRequestEntityTooLarge {
 		w.Header().Set("Connection", "close")
 	}
-	s.renderPage(w, r, e.Status, views.ErrorPage(s.page(w, r, e.Title), e), views.ErrorView(e))
+	s.renderPage(w, r, e.Status, views.ErrorView(e), func() templ.Component { return views.ErrorPage(s.page(w, r, e.Title), e) })
 }
 
 // roleNames quotes configured role names for a message: "CartClass.Admin" or "A" or "B".

@@ -31,13 +31,15 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, c te
 	w.Write(buf.Bytes())
 }
 
-// renderPage renders fragment for htmx requests and full otherwise.
-func (s *Server) renderPage(w http.ResponseWriter, r *http.Request, status int, full, fragment templ.Component) {
+// renderPage renders fragment for htmx requests and the page full builds otherwise. full
+// is only called for a whole page: the page frame (user, banner) costs queries a fragment
+// does not need.
+func (s *Server) renderPage(w http.ResponseWriter, r *http.Request, status int, fragment templ.Component, full func() templ.Component) {
 	if isHTMX(r) {
 		s.render(w, r, status, fragment)
 		return
 	}
-	s.render(w, r, status, full)
+	s.render(w, r, status, full())
 }
 
 // page builds the props every full page shares, consuming a pending flash message.

@@ -526,7 +526,7 @@ func TestThrottleBanner(t *testing.T) {
 // change wait for them, named in the banner; nothing is sent without a token.
 func TestRefusedRefreshWaitsForSignIn(t *testing.T) {
 	g := newGraphEnvIDP(t, func(c *devidp.Config) {
-		c.AccessTokenLifetime = 5 * time.Second // every push refreshes
+		c.AccessTokenLifetime = 5 * time.Second  // every push refreshes
 		c.RefreshTokenLifetime = time.Nanosecond // and the refresh token is already expired
 	}, nil)
 	id := g.create(t, url.Values{"displayName": {"Room 9"}, "version": {"1"}})
