@@ -3,6 +3,7 @@ package graph
 import (
 	"encoding/json"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 )
@@ -171,9 +172,16 @@ func TestDiff(t *testing.T) {
 			}
 			applied := p.Apply(base)
 			if applied.DisplayName != next.DisplayName || applied.Description != next.Description ||
-				applied.Version != next.Version || len(applied.DeviceCartIDs) != len(next.DeviceCartIDs) ||
-				len(applied.ClassroomIDs) != len(next.ClassroomIDs) {
+				applied.Version != next.Version || !slices.Equal(applied.DeviceCartIDs, next.DeviceCartIDs) ||
+				!slices.Equal(applied.ClassroomIDs, next.ClassroomIDs) {
 				t.Errorf("Apply = %+v, want values of %+v", applied, next)
+			}
+			// Apply copies: changing the patch afterwards must not change the result.
+			if len(p.DeviceCartIDs) > 0 {
+				p.DeviceCartIDs[0] = "changed later"
+				if slices.Contains(applied.DeviceCartIDs, "changed later") {
+					t.Error("Apply shares the patch's slice")
+				}
 			}
 		})
 	}
