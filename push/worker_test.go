@@ -696,3 +696,30 @@ func TestRestartKeepsPauses(t *testing.T) {
 		t.Errorf("%d requests reached Graph inside the Retry-After after a restart", n)
 	}
 }
+
+// A permission pause also ends without anyone pressing a button: at a new sign-in (it may
+// carry the missing consent), and on its own at the re-check.
+func TestPermissionPauseEndsAtSignInOrRecheck(t *testing.T) {
+	forbidden := emulator.Fault{Status: http.StatusForbidden, Code: "Forbidden", Count: 1, Message: "Missing scope."}
+	t.Run("sign-in", func(t *testing.T) {
+		h := newHarness(t, nil, nil, push.WithPermissionRecheck(time.Hour))
+		h.emu.Inject(forbidden)
+		h.start()
+		a := h.create("alpha", "sub-1")
+		h.waitFor("the permission pause", func() bool { return h.w.Status().Reason == "permission" })
+		if err := h.w.SignedIn(context.Background(), "sub-1"); err != nil {
+			t.Fatal(err)
+		}
+		h.drained()
+		h.assertInGraph(a.ID)
+	})
+	t.Run("re-check", func(t *testing.T) {
+		h := newHarness(t, nil, nil, push.WithPermissionRecheck(100*time.Millisecond))
+		h.emu.Inject(forbidden)
+		h.start()
+		a := h.create("alpha", "sub-1")
+		h.waitFor("the permission pause", func() bool { return h.w.Status().Reason == "permission" })
+		h.drained() // no Resume, no sign-in
+		h.assertInGraph(a.ID)
+	})
+}
