@@ -27,7 +27,10 @@ type AssociationList struct {
 	Page    int
 	PerPage int
 	Total   int
-	Items   []store.Association
+	// TotalCapped means Total is a lower bound: counting stopped there ("1,000+"), so no
+	// request walks every row of a large table.
+	TotalCapped bool
+	Items       []store.Association
 	// NotSynced limits the list to associations Graph does not hold yet.
 	NotSynced bool
 }
@@ -52,12 +55,33 @@ func (l AssociationList) url(sort string, page int) string {
 // the page then shows the empty state instead of the toolbar and table.
 func (l AssociationList) empty() bool { return l.Total == 0 && l.Query == "" && !l.NotSynced }
 
-// Pages is the number of pages of results (at least 1).
+// Pages is the number of pages of results (at least 1). When the count was capped it is a
+// lower bound that includes the page after the counted ones.
 func (l AssociationList) Pages() int {
-	if l.PerPage < 1 || l.Total == 0 {
+	total := l.Total
+	if l.TotalCapped {
+		total++
+	}
+	if l.PerPage < 1 || total == 0 {
 		return 1
 	}
-	return (l.Total + l.PerPage - 1) / l.PerPage
+	return (total + l.PerPage - 1) / l.PerPage
+}
+
+// totalText is the number of matches for people: "1,234", or "1,000+" when capped.
+func (l AssociationList) totalText() string {
+	if l.TotalCapped {
+		return thousands(l.Total) + "+"
+	}
+	return thousands(l.Total)
+}
+
+// pagesText is the number of pages for the pager: "21", or "21+" when the count was capped.
+func (l AssociationList) pagesText() string {
+	if l.TotalCapped {
+		return thousands(l.Pages()) + "+"
+	}
+	return thousands(l.Pages())
 }
 
 func (l AssociationList) first() int { return (l.Page-1)*l.PerPage + 1 }

@@ -96,6 +96,20 @@ func isoTime(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 
 func itoa[T ~int | ~int32 | ~int64](n T) string { return strconv.FormatInt(int64(n), 10) }
 
+// thousands renders a count for people, with thousands separators: 12,345.
+func thousands(n int) string {
+	s := strconv.Itoa(n)
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	if neg {
+		return "-" + s
+	}
+	return s
+}
+
 // Ids of the elements that refresh themselves on a timer (hx-trigger "every …"): the
 // detail page's sync state and the sync panel's figures. htmx names the triggering
 // element in HX-Trigger, which is how the server tells these polls from the admin's own
