@@ -457,3 +457,57 @@ func TestHostileTextIsEscaped(t *testing.T) {
 		})
 	}
 }
+
+// A capped count says so ("1,000+"), and the pager always offers the page after the
+// counted ones.
+func TestAssociationTableCappedCount(t *testing.T) {
+	items := make([]store.Association, 50)
+	for i := range items {
+		items[i] = association(int64(i+1), fmt.Sprintf("n%d", i))
+	}
+	l := views.AssociationList{Query: "sci", Page: 20, PerPage: 50, Total: 1000, TotalCapped: true, Items: items}
+	doc, _ := render(t, views.AssociationTable(l))
+	if got := text(testid(doc, "result-count")); got != "Showing 951–1,000 of 1,000+ matching “sci”" {
+		t.Errorf("count = %q", got)
+	}
+	if got := text(doc.Find(".pager-status")); got != "Page 20 of 21+" {
+		t.Errorf("pager = %q", got)
+	}
+	if attr(doc.Find(`nav.pager a[rel="next"]`), "href") != "/associations?page=21&q=sci" {
+		t.Error("no Next link past the counted pages")
+	}
+	l.TotalCapped, l.Total = false, 1000
+	doc, _ = render(t, views.AssociationTable(l))
+	if got := text(testid(doc, "result-count")); got != "Showing 951–1,000 of 1,000 matching “sci”" {
+		t.Errorf("exact count = %q", got)
+	}
+	if doc.Find(`nav.pager a[rel="next"]`).Length() != 0 {
+		t.Error("Next link on the last page of an exact count")
+	}
+}
+
+// The Sessions page names each session's person as text, marks this browser (which has
+// no sign-out button: the header has one) and posts sign-outs to the session's handle.
+func TestSessionsPage(t *testing.T) {
+	rows := []views.SessionRow{
+		{Handle: "aa11", Name: "Ada Admin", Subject: "sub-ada", Role: "Admin", SignedInAt: when, LastSeenAt: when, Current: true},
+		{Handle: "bb22", Name: `<img src=x onerror=alert(1)>`, Subject: "sub-eve", Role: "Viewer", SignedInAt: when, LastSeenAt: when},
+	}
+	doc, html := render(t, views.SessionsPage(views.Page{Title: "Sessions", User: &views.User{Name: "Ada Admin", Role: "Admin", CanEdit: true}}, rows))
+	if strings.Contains(html, "<img src=x") {
+		t.Error("a name from the identity provider was rendered as HTML")
+	}
+	got := testid(doc, "session-row")
+	if got.Length() != 2 || text(got.Eq(1).Find(`[data-testid="session-name"]`)) != `<img src=x onerror=alert(1)>` {
+		t.Fatalf("rows = %d, second name %q", got.Length(), text(got.Eq(1).Find(`[data-testid="session-name"]`)))
+	}
+	if got.Eq(0).Find("form").Length() != 0 || text(got.Eq(0).Find(`[data-testid="session-current"]`)) != "This browser" {
+		t.Error("this browser's row: want the marker and no sign-out button")
+	}
+	if attr(got.Eq(1).Find("form"), "action") != "/sessions/bb22/end" || attr(got.Eq(1).Find("form"), "method") != "post" {
+		t.Errorf("sign-out form = %q", attr(got.Eq(1).Find("form"), "action"))
+	}
+	if testid(doc, "end-others").Length() != 1 {
+		t.Error("no “Sign out everyone else” with two sessions")
+	}
+}
