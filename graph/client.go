@@ -24,7 +24,7 @@ const resourcePath = "/deviceManagement/cartToClassAssociations"
 // maxBody caps how much of any response body is read.
 const maxBody = 4 << 20
 
-// maxPages bounds List, in case a server keeps handing out nextLinks.
+// maxPages bounds a listing, in case a server keeps handing out nextLinks.
 const maxPages = 10000
 
 // ErrNoTokenSource is returned when a request is attempted on a Client that
@@ -171,46 +171,24 @@ func (c *Client) Get(ctx context.Context, id string) (Association, error) {
 	return out, nil
 }
 
-// List returns every object, following @odata.nextLink until it is absent.
-// Pages may be empty. A nextLink is used as given but must stay on the
-// base URL's scheme and host, so the bearer token goes nowhere else.
+// List returns every object, following @odata.nextLink until it is absent
+// (see Pages for the paging and nextLink rules). It fails if any object in
+// the listing could not be read: a caller that must not miss an object
+// (adopting a create whose answer was lost) gets an error rather than a
+// silently partial list. Use Pages to get the readable objects and the
+// skipped ones.
 func (c *Client) List(ctx context.Context) ([]Association, error) {
-	base := c.baseURL
-	next := c.base + resourcePath
-	seen := map[string]bool{}
 	var all []Association
-	for pages := 0; ; pages++ {
-		if pages >= maxPages {
-			return nil, fmt.Errorf("graph: list: more than %d pages", maxPages)
-		}
-		res, err := c.do(ctx, http.MethodGet, next, nil)
+	for page, err := range c.Pages(ctx) {
 		if err != nil {
 			return nil, err
 		}
-		var page struct {
-			Value    []Association `json:"value"`
-			NextLink string        `json:"@odata.nextLink"`
+		if len(page.Skipped) > 0 {
+			return nil, fmt.Errorf("graph: list: %d object(s) could not be read, first: %w", len(page.Skipped), page.Skipped[0])
 		}
-		if err := res.decode(&page); err != nil {
-			return nil, err
-		}
-		all = append(all, page.Value...)
-		if page.NextLink == "" {
-			return all, nil
-		}
-		nu, err := res.req.Parse(page.NextLink)
-		if err != nil {
-			return nil, fmt.Errorf("graph: list: bad @odata.nextLink: %w", err)
-		}
-		if origin(nu) != origin(base) {
-			return nil, fmt.Errorf("graph: list: @odata.nextLink leaves %s://%s", base.Scheme, base.Host)
-		}
-		next = nu.String()
-		if seen[next] {
-			return nil, errors.New("graph: list: @odata.nextLink repeats")
-		}
-		seen[next] = true
+		all = append(all, page.Objects...)
 	}
+	return all, nil
 }
 
 // Delete deletes the object id. A 404 (IsNotFound) on a retried delete

@@ -846,3 +846,63 @@ func countMethod(reqs []emulator.Request, method string) int {
 	}
 	return n
 }
+
+func TestGetRejectsAnswersWithoutAnObject(t *testing.T) {
+	for name, body := range map[string]string{
+		"value null":  `{"value":null}`,
+		"value array": `{"value":[{"id":"a1"}]}`,
+		"no id":       `{"displayName":"x"}`,
+		"garbage":     `<html></html>`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			c := clientFor(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, body) })
+			if a, err := c.Get(context.Background(), "a1"); err == nil {
+				t.Errorf("Get = %+v, want an error", a)
+			}
+		})
+	}
+	// Unknown properties, bare or wrapped, are ignored.
+	c := clientFor(t, func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, `{"value":{"id":"a1","displayName":"A","roleScopeTagIds":["0"],"future":{"x":1}}}`)
+	})
+	if a, err := c.Get(context.Background(), "a1"); err != nil || a.ID != "a1" || a.DisplayName != "A" {
+		t.Errorf("Get = %+v, %v", a, err)
+	}
+}
+
+func TestDeleteAnswers(t *testing.T) {
+	var got []string
+	c := clientFor(t, func(w http.ResponseWriter, r *http.Request) {
+		got = append(got, r.Method+" "+r.URL.EscapedPath())
+		switch r.URL.Path {
+		case "/beta/deviceManagement/cartToClassAssociations/gone":
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusNotFound)
+			io.WriteString(w, `{"error":{"code":"ResourceNotFound","message":"gone","innerError":{"request-id":"r1"}}}`)
+		case "/beta/deviceManagement/cartToClassAssociations/bare404":
+			http.NotFound(w, r) // a 404 without Graph's envelope still means gone
+		default:
+			w.WriteHeader(http.StatusNoContent)
+		}
+	})
+	ctx := context.Background()
+	if err := c.Delete(ctx, "a/1"); err != nil {
+		t.Errorf("Delete: %v", err)
+	}
+	for _, id := range []string{"gone", "bare404"} {
+		err := c.Delete(ctx, id)
+		if !graph.IsNotFound(err) || graph.OutcomeUnknown(err) {
+			t.Errorf("Delete %s: %v, want IsNotFound and a definite answer", id, err)
+		}
+	}
+	if want := []string{
+		"DELETE /beta/deviceManagement/cartToClassAssociations/a%2F1",
+		"DELETE /beta/deviceManagement/cartToClassAssociations/gone",
+		"DELETE /beta/deviceManagement/cartToClassAssociations/bare404",
+	}; !slices.Equal(got, want) {
+		t.Errorf("requests %q, want %q", got, want)
+	}
+	if err := c.Delete(ctx, ""); err == nil {
+		t.Error("Delete with an empty id succeeded")
+	}
+}

@@ -12,6 +12,12 @@
 // whether a request may have reached Graph (see OutcomeUnknown) and so
 // whether a create must be reconciled by listing before it is re-sent.
 //
+// A full read is offered page by page (Client.Pages, an iterator that sends
+// each request only when the caller asks for the next page, and reports
+// malformed objects beside the good ones), so a reconciliation can pace its
+// requests, show progress and tell a complete listing from one that failed
+// part-way; Client.List collects it for callers that want everything.
+//
 // Package graph/emulator provides a faithful stand-in for the Graph
 // endpoints used here, for dev mode and tests.
 package graph
