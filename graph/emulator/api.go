@@ -128,22 +128,18 @@ func (x *exchange) list() {
 		x.writeJSON(http.StatusOK, page)
 		return
 	}
-	x.e.mu.Lock()
-	var rest []graph.Association
+	e := x.e
+	e.mu.Lock()
+	first := e.firstAfterLocked(after)
+	end := min(first+e.pageSize, len(e.order))
+	rest := make([]graph.Association, 0, end-first)
 	var lastSeq int64
-	more := false
-	for _, s := range x.e.sortedLocked() {
-		if s.Seq <= after {
-			continue
-		}
-		if len(rest) == x.e.pageSize {
-			more = true
-			break
-		}
+	for _, s := range e.order[first:end] {
 		rest = append(rest, cloneAssoc(s.Obj))
 		lastSeq = s.Seq
 	}
-	x.e.mu.Unlock()
+	more := end < len(e.order)
+	e.mu.Unlock()
 	for _, a := range rest {
 		page.Value = append(page.Value, toWire(a, ""))
 	}
@@ -198,15 +194,8 @@ func (x *exchange) create() {
 	a := p.apply(graph.Association{ID: uuid.NewString(), CreatedDateTime: now, LastModifiedDateTime: now})
 	e := x.e
 	e.mu.Lock()
-	e.seq++
-	e.objects[a.ID] = &stored{Seq: e.seq, Obj: a}
-	if err := e.saveLocked(); err != nil {
-		delete(e.objects, a.ID)
-		e.seq--
-		e.mu.Unlock()
-		x.saveFailed(err)
-		return
-	}
+	e.addLocked(a)
+	e.changedLocked()
 	e.mu.Unlock()
 	x.applied = true
 	x.w.header.Set("Location", x.origin()+BasePath+collectionPath+"/"+a.ID)
@@ -226,16 +215,10 @@ func (x *exchange) update(id string) {
 		x.notFound(id)
 		return
 	}
-	old := s.Obj
-	a := p.apply(cloneAssoc(old))
+	a := p.apply(cloneAssoc(s.Obj))
 	a.LastModifiedDateTime = e.stamp()
 	s.Obj = a
-	if err := e.saveLocked(); err != nil {
-		s.Obj = old
-		e.mu.Unlock()
-		x.saveFailed(err)
-		return
-	}
+	e.changedLocked()
 	e.mu.Unlock()
 	x.applied = true
 	if e.patchStatus == http.StatusOK {
@@ -249,19 +232,12 @@ func (x *exchange) delete(id string) {
 	e := x.e
 	key := strings.ToLower(id)
 	e.mu.Lock()
-	s, ok := e.objects[key]
-	if !ok {
+	if _, ok := e.removeLocked(key); !ok {
 		e.mu.Unlock()
 		x.notFound(id)
 		return
 	}
-	delete(e.objects, key)
-	if err := e.saveLocked(); err != nil {
-		e.objects[key] = s
-		e.mu.Unlock()
-		x.saveFailed(err)
-		return
-	}
+	e.changedLocked()
 	e.mu.Unlock()
 	x.applied = true
 	x.w.WriteHeader(http.StatusNoContent)
@@ -275,11 +251,6 @@ func (e *Emulator) stamp() time.Time {
 func (x *exchange) notFound(id string) {
 	x.fail(http.StatusNotFound, "ResourceNotFound",
 		intuneMessage(fmt.Sprintf("No cartToClassAssociation with id '%s' was found.", id), x.reqID, x.r.URL.Path))
-}
-
-func (x *exchange) saveFailed(err error) {
-	x.e.log.Error("graph_emulator_save", "err", err)
-	x.fail(http.StatusInternalServerError, "InternalServerError", "The emulator could not save its state.")
 }
 
 // fail writes a Graph-shaped error.

@@ -4,9 +4,11 @@
 // create (201), update (204 by default, like Intune, or 200 + object), and
 // delete; Graph-shaped errors with request-id and client-request-id; strict
 // validation of bodies; bearer-token checks; an optional Intune-like write
-// limit; state persisted atomically to a file for dev mode; and fault
-// injection (status codes, Retry-After, latency, dropped connections before
-// or after a change is applied) for tests of the push worker.
+// limit; state persisted to a file for dev mode (write-behind, see Flush
+// and Close); fault injection (status codes, Retry-After, latency, dropped
+// connections before or after a change is applied) for tests of the push
+// worker; and changes made "as someone else in Intune" (PutObject,
+// ChangeObject, RemoveObject), so dev mode and tests can show drift.
 //
 // An Emulator is an http.Handler. Mount it at the root of a server; a graph
 // client then uses "<server URL>/beta" as its base URL.
@@ -71,18 +73,32 @@ type Emulator struct {
 	authorizer  func(token string, r *http.Request) int
 	control     bool
 	emptyPages  bool
+	controlMux  *http.ServeMux
 
 	mu       sync.Mutex
-	objects  map[string]*stored
-	seq      int64 // last creation sequence number handed out
+	objects  map[string]*stored // by lower-case id
+	order    []*stored          // the same objects by Seq, for listing pages without sorting
+	seq      int64              // last creation sequence number handed out
 	writes   []time.Time
 	faults   []*activeFault
 	latency  time.Duration
 	requests []Request
+	gen      uint64 // changes made so far (under mu)
+	savedGen uint64 // changes in the state file (under mu)
+
+	// Write-behind persistence (state.go).
+	saveMu    sync.Mutex    // serializes state file writes
+	kick      chan struct{} // wakes the flusher; nil without a state file
+	stop      chan struct{} // closed by Close
+	stopped   chan struct{} // closed when the flusher has returned
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // stored is one object plus its creation sequence, which gives the stable
-// list order and the skiptoken.
+// list order and the skiptoken. A change replaces Obj with a new value and
+// never modifies its slices in place, so a copy of a stored (a state
+// snapshot) stays valid outside the lock.
 type stored struct {
 	Seq int64             `json:"seq"`
 	Obj graph.Association `json:"object"`
@@ -91,8 +107,10 @@ type stored struct {
 // Option configures an Emulator.
 type Option func(*Emulator)
 
-// WithLogger sets the logger. POST and PATCH bodies are logged at Info as
-// received ("graph_emulator_request"); other requests at Debug.
+// WithLogger sets the logger. Writes (POST, PATCH, DELETE) are logged at
+// Info with their bodies as received ("graph_emulator_request"), reads at
+// Debug, and changes made as someone else in Intune at Info
+// ("graph_emulator_external_change").
 func WithLogger(l *slog.Logger) Option {
 	return func(e *Emulator) {
 		if l != nil {
@@ -102,11 +120,14 @@ func WithLogger(l *slog.Logger) Option {
 }
 
 // WithStateFile loads the objects from path at start (if it exists) and
-// saves them atomically (temp file + rename) after every change.
+// saves them in the background, atomically (temp file + fsync + rename,
+// mode 0600), at most every 250 ms after a change. Call Close at shutdown to
+// write what is pending; a crash can lose the last ~250 ms of changes, which
+// is acceptable for a dev-mode stand-in.
 func WithStateFile(path string) Option { return func(e *Emulator) { e.stateFile = path } }
 
 // WithPageSize sets how many objects a list page holds (default 5, so
-// paging is always exercised).
+// paging is always exercised). See also SetPageSize.
 func WithPageSize(n int) Option {
 	return func(e *Emulator) {
 		if n > 0 {
@@ -117,8 +138,8 @@ func WithPageSize(n int) Option {
 
 // WithWriteLimit enforces an Intune-like throttle: more than n writes
 // (POST, PATCH, DELETE) within window get 429 with Retry-After in whole
-// seconds. Off by default. Intune's documented limit for this resource is
-// 100 per 20 s per app.
+// seconds and a Graph error body. Off by default. Intune's documented limit
+// for this resource is 100 per 20 s per app. See also SetWriteLimit.
 func WithWriteLimit(n int, window time.Duration) Option {
 	return func(e *Emulator) { e.writeLimit, e.writeWindow = n, window }
 }
@@ -159,7 +180,8 @@ func WithEmptyPages() Option { return func(e *Emulator) { e.emptyPages = true } 
 
 // New returns an Emulator. With WithStateFile, a state file that cannot be
 // read is logged and moved aside (to path + ".corrupt-<unix time>") rather
-// than overwritten.
+// than overwritten, and a background flusher is started: call Close when
+// done.
 func New(opts ...Option) *Emulator {
 	e := &Emulator{
 		log:         slog.New(slog.DiscardHandler),
@@ -174,7 +196,9 @@ func New(opts ...Option) *Emulator {
 	}
 	if e.stateFile != "" {
 		e.load()
+		e.startFlusher()
 	}
+	e.controlMux = e.newControlMux()
 	return e
 }
 
@@ -183,7 +207,7 @@ func (e *Emulator) Objects() []graph.Association {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	out := make([]graph.Association, 0, len(e.objects))
-	for _, s := range e.sortedLocked() {
+	for _, s := range e.order {
 		out = append(out, cloneAssoc(s.Obj))
 	}
 	return out
@@ -203,29 +227,54 @@ func (e *Emulator) Requests() []Request {
 }
 
 // Reset forgets objects, recorded requests, faults, latency and the write
-// counter (and saves the empty state when a state file is set).
+// counter (and saves the empty state when a state file is set). The page
+// size and write limit stay as set.
 func (e *Emulator) Reset() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.objects = map[string]*stored{}
+	e.order = nil
 	e.requests = nil
 	e.faults = nil
 	e.latency = 0
 	e.writes = nil
-	if err := e.saveLocked(); err != nil {
-		e.log.Error("graph_emulator_save", "err", err)
-	}
+	e.changedLocked()
 }
 
-// sortedLocked returns the objects in creation order. Caller holds mu.
-func (e *Emulator) sortedLocked() []*stored {
-	all := make([]*stored, 0, len(e.objects))
-	for _, s := range e.objects {
-		all = append(all, s)
-	}
-	slices.SortFunc(all, func(a, b *stored) int { return cmp.Compare(a.Seq, b.Seq) })
-	return all
+// addLocked stores a new object with the next creation sequence number.
+// Caller holds mu.
+func (e *Emulator) addLocked(a graph.Association) {
+	e.seq++
+	s := &stored{Seq: e.seq, Obj: a}
+	e.objects[strings.ToLower(a.ID)] = s
+	e.order = append(e.order, s) // seq only grows, so order stays sorted
 }
+
+// removeLocked deletes the object with the lower-case id key and reports
+// whether it existed. Caller holds mu.
+func (e *Emulator) removeLocked(key string) (*stored, bool) {
+	s, ok := e.objects[key]
+	if !ok {
+		return nil, false
+	}
+	delete(e.objects, key)
+	if i, found := slices.BinarySearchFunc(e.order, s.Seq, bySeq); found {
+		e.order = slices.Delete(e.order, i, i+1)
+	}
+	return s, true
+}
+
+// firstAfterLocked is the index in order of the first object created after
+// seq. Caller holds mu.
+func (e *Emulator) firstAfterLocked(seq int64) int {
+	i, found := slices.BinarySearchFunc(e.order, seq, bySeq)
+	if found {
+		i++
+	}
+	return i
+}
+
+func bySeq(s *stored, seq int64) int { return cmp.Compare(s.Seq, seq) }
 
 // recorder buffers a response so it can be dropped after the change was
 // applied, and so the status can be recorded.
@@ -247,12 +296,21 @@ func (r *recorder) setStatus(s int) {
 // ServeHTTP serves the Graph API under /beta and, unless disabled with
 // WithControl(false), these control endpoints for dev mode:
 //
-//	POST   /_emulator/faults    inject a Fault (JSON object or array)
-//	DELETE /_emulator/faults    clear faults
-//	POST   /_emulator/latency   {"latency":"250ms"} for every request
-//	GET    /_emulator/requests  recorded requests
-//	GET    /_emulator/objects   current objects
-//	POST   /_emulator/reset     Reset
+//	POST   /_emulator/faults        inject a Fault (JSON object or array)
+//	DELETE /_emulator/faults        clear faults
+//	POST   /_emulator/latency       {"latency":"250ms"} for every request
+//	POST   /_emulator/pagesize      {"pageSize":20} (SetPageSize)
+//	POST   /_emulator/writelimit    {"writes":100,"window":"20s"}; writes 0 turns it off (SetWriteLimit)
+//	GET    /_emulator/requests      recorded requests
+//	GET    /_emulator/objects       current objects
+//	POST   /_emulator/objects       create as someone else in Intune: a body like Graph's POST; 201 + object (PutObject)
+//	PATCH  /_emulator/objects/{id}  change as someone else: a body like Graph's PATCH; 200 + object, 404 (ChangeObject)
+//	DELETE /_emulator/objects/{id}  delete as someone else: 204, 404 (RemoveObject)
+//	POST   /_emulator/reset         Reset
+//
+// Control requests are not API requests: they are not recorded in
+// Requests, do not count against the write limit and ignore faults and
+// latency.
 func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if strings.HasPrefix(r.URL.Path, "/_emulator/") {
 		if e.control {
@@ -333,7 +391,7 @@ func (e *Emulator) finish(rec Request, status int, dropped bool) {
 	e.requests = append(e.requests, rec)
 	e.mu.Unlock()
 	level := slog.LevelDebug
-	if rec.Method == http.MethodPost || rec.Method == http.MethodPatch {
+	if rec.Method == http.MethodPost || rec.Method == http.MethodPatch || rec.Method == http.MethodDelete {
 		level = slog.LevelInfo
 	}
 	e.log.Log(context.Background(), level, "graph_emulator_request",

@@ -75,8 +75,13 @@ func call(t *testing.T, srv *httptest.Server, method, path, body string, headers
 func start(t *testing.T, opts ...emulator.Option) (*emulator.Emulator, *httptest.Server) {
 	t.Helper()
 	em := emulator.New(opts...)
+	t.Cleanup(func() {
+		if err := em.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
 	srv := httptest.NewServer(em)
-	t.Cleanup(srv.Close)
+	t.Cleanup(srv.Close) // runs before em.Close
 	return em, srv
 }
 
@@ -509,6 +514,10 @@ func TestStateFileRoundTrip(t *testing.T) {
 	call(t, srv, "PATCH", collection+"/"+ids[1], `{"description":"edited"}`)
 	call(t, srv, "DELETE", collection+"/"+ids[0], "")
 	want := em.Objects()
+	// Saving is write-behind: Close writes what is pending.
+	if err := em.Close(); err != nil {
+		t.Fatal(err)
+	}
 
 	again := emulator.New(emulator.WithStateFile(path))
 	got := again.Objects()
@@ -523,9 +532,18 @@ func TestStateFileRoundTrip(t *testing.T) {
 	if len(objs) != 3 || objs[0].ID != ids[1] || objs[2].ID != newID {
 		t.Errorf("order after restart: %+v", objs)
 	}
+	if err := again.Close(); err != nil {
+		t.Fatal(err)
+	}
 	entries, _ := os.ReadDir(filepath.Dir(path))
 	if len(entries) != 1 {
 		t.Errorf("leftover files: %v", entries)
+	}
+	// Only its owner may read the dev state (it is a copy of a school's data).
+	if fi, err := os.Stat(path); err != nil {
+		t.Error(err)
+	} else if fi.Mode().Perm() != 0o600 {
+		t.Errorf("state file mode = %v, want 0600", fi.Mode().Perm())
 	}
 
 	// A corrupt file is kept aside, not overwritten.
@@ -533,6 +551,7 @@ func TestStateFileRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	fresh := emulator.New(emulator.WithStateFile(path))
+	defer fresh.Close()
 	if len(fresh.Objects()) != 0 {
 		t.Error("corrupt file produced objects")
 	}
@@ -547,12 +566,13 @@ func TestLogsWriteBodiesAsReceived(t *testing.T) {
 	var mu sync.Mutex
 	logger := slog.New(slog.NewJSONHandler(&lockedWriter{w: &buf, mu: &mu}, nil))
 	_, srv := start(t, emulator.WithLogger(logger))
-	call(t, srv, "POST", collection, validBody)
+	id := call(t, srv, "POST", collection, validBody).json["id"].(string)
 	call(t, srv, "GET", collection, "") // Debug: not logged at Info
+	call(t, srv, "DELETE", collection+"/"+id, "")
 	mu.Lock()
 	defer mu.Unlock()
 	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
-	if len(lines) != 1 {
+	if len(lines) != 2 || !strings.Contains(lines[1], `"method":"DELETE"`) || !strings.Contains(lines[1], `"status":204`) {
 		t.Fatalf("log lines: %q", lines)
 	}
 	var rec map[string]any
@@ -577,7 +597,8 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 }
 
 func TestConcurrentCreates(t *testing.T) {
-	em, srv := start(t, emulator.WithStateFile(filepath.Join(t.TempDir(), "s.json")))
+	path := filepath.Join(t.TempDir(), "s.json")
+	em, srv := start(t, emulator.WithStateFile(path))
 	var wg sync.WaitGroup
 	for range 20 {
 		wg.Go(func() {
@@ -602,5 +623,11 @@ func TestConcurrentCreates(t *testing.T) {
 	}
 	if len(seen) != 20 {
 		t.Errorf("%d distinct objects, want 20", len(seen))
+	}
+	if err := em.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := reload(t, path); !reflect.DeepEqual(got, em.Objects()) {
+		t.Errorf("reloaded %d objects, want the %d served", len(got), len(em.Objects()))
 	}
 }
