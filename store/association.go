@@ -74,7 +74,10 @@ func ValidSort(s string) bool {
 // ListFilter selects a page of associations.
 type ListFilter struct {
 	// Query matches, case-insensitively, part of the display name, the description or any
-	// device cart or classroom id.
+	// device cart or classroom id. A query of 1 or 2 characters matches only the start of a
+	// word (a run of letters and digits): "ca" finds "Cart-7" and "room-CA", not "Scan"; "_"
+	// finds nothing, "r_" finds "R_1". A query holding a NUL or invalid UTF-8 matches
+	// nothing.
 	Query   string
 	Sort    string // one of the Sort constants; empty means SortModifiedDesc
 	Page    int    // 1-based; values below 1 mean 1
@@ -87,7 +90,14 @@ type ListFilter struct {
 // AssociationPage is one page of a listing and the number of matches in all pages.
 type AssociationPage struct {
 	Items []Association
+	// Total is the number of matches, counted exactly up to a cap: the larger of 1000 and
+	// Page×PerPage. Beyond it Total is the cap and TotalCapped is set.
 	Total int
+	// TotalCapped means there are more than Total matches ("1,000+"), at least one page
+	// beyond this one; how many more was not counted, so that no request walks every row.
+	// A page past the end is never capped: its Total is exact, so the last page can be
+	// found.
+	TotalCapped bool
 }
 
 // columns are what scanAssociation reads; selectAssociation joins the outbox row (if any)
@@ -101,7 +111,7 @@ const selectAssociation = "SELECT " + columns + " FROM associations LEFT JOIN ou
 
 // GetAssociation returns the association with the given local id, or ErrNotFound.
 func (s *Store) GetAssociation(ctx context.Context, id int64) (Association, error) {
-	a, err := scanAssociation(s.db.QueryRowContext(ctx, selectAssociation+" WHERE id = ?", id))
+	a, err := scanAssociation(s.read.QueryRowContext(ctx, selectAssociation+" WHERE id = ?", id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Association{}, ErrNotFound
 	}
@@ -109,61 +119,6 @@ func (s *Store) GetAssociation(ctx context.Context, id int64) (Association, erro
 		return Association{}, fmt.Errorf("get association %d: %w", id, err)
 	}
 	return a, nil
-}
-
-// ListAssociations returns the page of associations that f selects.
-func (s *Store) ListAssociations(ctx context.Context, f ListFilter) (AssociationPage, error) {
-	if f.Page < 1 {
-		f.Page = 1
-	}
-	if f.PerPage < 1 {
-		f.PerPage = 50
-	}
-	order := "updated_at DESC, id DESC"
-	switch f.Sort {
-	case SortModifiedAsc:
-		order = "updated_at ASC, id ASC"
-	case SortNameAsc:
-		order = "display_name COLLATE NOCASE ASC, id ASC"
-	case SortNameDesc:
-		order = "display_name COLLATE NOCASE DESC, id DESC"
-	}
-	var conds []string
-	var args []any
-	if q := strings.ToLower(strings.TrimSpace(strings.NewReplacer("\r", " ", "\n", " ").Replace(f.Query))); q != "" {
-		// instr, not LIKE: no wildcard characters to escape, and the match is a plain
-		// substring of the lower-cased search text, so it works for any script.
-		conds, args = append(conds, "instr(search_text, ?) > 0"), append(args, q)
-	}
-	if f.NotSynced {
-		conds = append(conds, "sync_state <> '"+SyncSynced+"'")
-	}
-	where := ""
-	if len(conds) > 0 {
-		where = "WHERE " + strings.Join(conds, " AND ")
-	}
-	var page AssociationPage
-	if err := s.db.QueryRowContext(ctx, "SELECT count(*) FROM associations "+where, args...).Scan(&page.Total); err != nil {
-		return page, fmt.Errorf("count associations: %w", err)
-	}
-	rows, err := s.db.QueryContext(ctx,
-		selectAssociation+" "+where+" ORDER BY "+order+" LIMIT ? OFFSET ?",
-		append(args, f.PerPage, (f.Page-1)*f.PerPage)...)
-	if err != nil {
-		return page, fmt.Errorf("list associations: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		a, err := scanAssociation(rows)
-		if err != nil {
-			return page, fmt.Errorf("list associations: %w", err)
-		}
-		page.Items = append(page.Items, a)
-	}
-	if err := rows.Err(); err != nil {
-		return page, fmt.Errorf("list associations: %w", err)
-	}
-	return page, nil
 }
 
 // CreateAssociation stores a new association made by by and returns it.

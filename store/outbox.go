@@ -229,7 +229,7 @@ func (s *Store) ClaimOutbox(ctx context.Context, owner string, now time.Time, le
 // of its current lease if later); ErrNotFound when nothing is queued.
 func (s *Store) NextDue(ctx context.Context) (time.Time, error) {
 	var next sql.NullInt64
-	err := s.db.QueryRowContext(ctx, `SELECT min(CASE WHEN lease_until > next_attempt_at THEN lease_until ELSE next_attempt_at END)
+	err := s.read.QueryRowContext(ctx, `SELECT min(CASE WHEN lease_until > next_attempt_at THEN lease_until ELSE next_attempt_at END)
 		FROM outbox WHERE next_attempt_at IS NOT NULL`).Scan(&next)
 	if err != nil {
 		return time.Time{}, fmt.Errorf("next due: %w", err)
@@ -291,7 +291,7 @@ func (s *Store) ClearCreateSent(ctx context.Context, id int64, owner string) err
 // GraphIDInUse reports whether any association is linked to the Graph object graphID.
 func (s *Store) GraphIDInUse(ctx context.Context, graphID string) (bool, error) {
 	var n int
-	if err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM associations WHERE graph_id = ?`, graphID).Scan(&n); err != nil {
+	if err := s.read.QueryRowContext(ctx, `SELECT count(*) FROM associations WHERE graph_id = ?`, graphID).Scan(&n); err != nil {
 		return false, fmt.Errorf("graph id in use: %w", err)
 	}
 	return n > 0, nil
@@ -482,7 +482,7 @@ func (s *Store) requeueParked(ctx context.Context, op string, id int64, ok func(
 // ExpediteSubject makes due at now every queued (not parked) row whose latest change was
 // made by subject, e.g. after that admin signed in again. It returns how many rows moved.
 func (s *Store) ExpediteSubject(ctx context.Context, subject string, now time.Time) (int64, error) {
-	res, err := s.db.ExecContext(ctx, `UPDATE outbox SET next_attempt_at = ?
+	res, err := s.exec(ctx, `UPDATE outbox SET next_attempt_at = ?
 		WHERE next_attempt_at > ? AND association_id IN (SELECT id FROM associations WHERE updated_by_sub = ?)`,
 		now.UnixNano(), now.UnixNano(), subject)
 	if err != nil {
@@ -495,7 +495,7 @@ func (s *Store) ExpediteSubject(ctx context.Context, subject string, now time.Ti
 // deleted, are not counted) and since when the oldest has waited (zero when none).
 func (s *Store) QueueStats(ctx context.Context) (depth int, oldestWaiting time.Time, err error) {
 	var oldest sql.NullInt64
-	err = s.db.QueryRowContext(ctx, `SELECT count(*), min(enqueued_at) FROM outbox WHERE next_attempt_at IS NOT NULL`).
+	err = s.read.QueryRowContext(ctx, `SELECT count(*), min(enqueued_at) FROM outbox WHERE next_attempt_at IS NOT NULL`).
 		Scan(&depth, &oldest)
 	if err != nil {
 		return 0, time.Time{}, fmt.Errorf("queue stats: %w", err)
@@ -508,7 +508,7 @@ func (s *Store) PutUserToken(ctx context.Context, subject string, data []byte) e
 	if data == nil {
 		data = []byte{}
 	}
-	_, err := s.db.ExecContext(ctx, `INSERT INTO user_tokens (subject, data, updated_at) VALUES (?, ?, ?)
+	_, err := s.exec(ctx, `INSERT INTO user_tokens (subject, data, updated_at) VALUES (?, ?, ?)
 		ON CONFLICT (subject) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at`,
 		subject, data, s.Now().UnixNano())
 	if err != nil {
@@ -520,7 +520,7 @@ func (s *Store) PutUserToken(ctx context.Context, subject string, data []byte) e
 // GetUserToken returns the sealed token data of subject, or ErrNotFound.
 func (s *Store) GetUserToken(ctx context.Context, subject string) ([]byte, error) {
 	var data []byte
-	err := s.db.QueryRowContext(ctx, `SELECT data FROM user_tokens WHERE subject = ?`, subject).Scan(&data)
+	err := s.read.QueryRowContext(ctx, `SELECT data FROM user_tokens WHERE subject = ?`, subject).Scan(&data)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
 	}
@@ -542,7 +542,7 @@ type Pauses struct {
 // restart) must not forget a Retry-After still running, nor whose sign-in is awaited.
 func (s *Store) PendingPauses(ctx context.Context, now time.Time) (Pauses, error) {
 	var p Pauses
-	rows, err := s.db.QueryContext(ctx, `SELECT DISTINCT a.updated_by_sub FROM outbox o JOIN associations a ON a.id = o.association_id
+	rows, err := s.read.QueryContext(ctx, `SELECT DISTINCT a.updated_by_sub FROM outbox o JOIN associations a ON a.id = o.association_id
 		WHERE o.next_attempt_at IS NOT NULL AND json_extract(a.sync_error, '$.code') = 'SignInNeeded' ORDER BY 1`)
 	if err != nil {
 		return p, fmt.Errorf("pending pauses: %w", err)
@@ -559,7 +559,7 @@ func (s *Store) PendingPauses(ctx context.Context, now time.Time) (Pauses, error
 		return p, fmt.Errorf("pending pauses: %w", err)
 	}
 	var until sql.NullInt64
-	if err := s.db.QueryRowContext(ctx, `SELECT max(o.next_attempt_at) FROM outbox o JOIN associations a ON a.id = o.association_id
+	if err := s.read.QueryRowContext(ctx, `SELECT max(o.next_attempt_at) FROM outbox o JOIN associations a ON a.id = o.association_id
 		WHERE o.next_attempt_at > ? AND json_extract(a.sync_error, '$.status') = 429`, now.UnixNano()).Scan(&until); err != nil {
 		return p, fmt.Errorf("pending pauses: %w", err)
 	}

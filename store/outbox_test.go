@@ -72,7 +72,7 @@ func obGet(t *testing.T, s *Store, id int64) Association {
 func outboxRows(t *testing.T, s *Store, id int64) int {
 	t.Helper()
 	var n int
-	if err := s.db.QueryRowContext(t.Context(), `SELECT count(*) FROM outbox WHERE association_id = ?`, id).Scan(&n); err != nil {
+	if err := s.write.QueryRowContext(t.Context(), `SELECT count(*) FROM outbox WHERE association_id = ?`, id).Scan(&n); err != nil {
 		t.Fatal(err)
 	}
 	return n
@@ -120,14 +120,14 @@ func TestSaveQueuesOneOutboxRowAndEditsCoalesce(t *testing.T) {
 func TestSaveAndQueueAreOneTransaction(t *testing.T) {
 	s, _ := openOutboxStore(t)
 	a := obCreate(t, s, "A")
-	if _, err := s.db.Exec(`CREATE TRIGGER outbox_refuses BEFORE INSERT ON outbox BEGIN SELECT RAISE(ABORT, 'no'); END`); err != nil {
+	if _, err := s.write.Exec(`CREATE TRIGGER outbox_refuses BEFORE INSERT ON outbox BEGIN SELECT RAISE(ABORT, 'no'); END`); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.CreateAssociation(t.Context(), obFields("B"), obActor); err == nil {
 		t.Fatal("CreateAssociation succeeded although its outbox insert failed")
 	}
 	var n int
-	if err := s.db.QueryRow(`SELECT count(*) FROM associations`).Scan(&n); err != nil || n != 1 {
+	if err := s.write.QueryRow(`SELECT count(*) FROM associations`).Scan(&n); err != nil || n != 1 {
 		t.Fatalf("associations = %d (%v), want only the first", n, err)
 	}
 	// Synced, then edited: the edit needs a new outbox row, and that insert fails.

@@ -12,6 +12,9 @@ import (
 	"fmt"
 	"io/fs"
 	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -31,52 +34,158 @@ var (
 var migrations embed.FS
 
 // Store is the SQLite database. It is safe for concurrent use.
+//
+// Reads go to a fixed pool of query-only connections, all opened at Open; every write goes
+// through one connection, taken in arrival order (see lockWriter). SQLite allows one writer at
+// a time anyway: queueing writers here, rather than on SQLite's file lock, is what keeps a
+// burst of saves from failing with "database is locked".
 type Store struct {
-	db *sql.DB
+	read  *sql.DB
+	write *sql.DB
+	// gate is held by whoever uses write. Blocked senders on a Go channel are woken in the
+	// order they arrived; database/sql's own queue for a free connection is not FIFO.
+	gate chan struct{}
 	// Now returns the current time; tests replace it.
 	Now func() time.Time
 }
 
+// readCacheKiB is each read connection's page cache. SQLite's default (2 MiB) is per
+// connection and grows nowhere near this; the bound is here so that memory is fixed by
+// the pool size (n × 8 MiB at most) rather than by how many connections load opens.
+const readCacheKiB = 8192
+
+// busyTimeout is how long a connection waits for a lock held by another process (a backup
+// tool, say). Writers of this process never meet each other's lock: they queue on gate.
+const busyTimeout = "busy_timeout(10000)"
+
 // Open opens (creating if needed) the database file at path and applies pending migrations.
-// Pragmas go in the DSN so that every pooled connection gets them; transactions begin
-// IMMEDIATE so that concurrent writers queue on the busy timeout instead of failing with
-// "database is locked" when a read lock would have to be upgraded.
+// A new database file, its -wal and -shm are readable by the owner only; a missing parent
+// directory is created 0700. Pragmas go in the DSN so that every connection gets them.
 func Open(ctx context.Context, path string) (*Store, error) {
 	if path == "" {
 		return nil, errors.New("open store: empty database path")
 	}
-	q := url.Values{}
-	for _, p := range []string{
-		"foreign_keys(1)",
-		"busy_timeout(10000)",
-		"journal_mode(WAL)",
-		"synchronous(FULL)", // an answered save survives power loss, not only a crash
-	} {
-		q.Add("_pragma", p)
+	// Lexically, as SQLite itself resolves "..": the file created here is the one it opens.
+	path = filepath.Clean(path)
+	if err := createFile(path); err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	q.Set("_txlock", "immediate")
-	// The path goes into a file: URI; escape what SQLite would read as URI syntax so the
-	// file opened is exactly the one named.
-	escaped := strings.NewReplacer("%", "%25", "#", "%23", "?", "%3F").Replace(path)
-	db, err := sql.Open("sqlite", "file:"+escaped+"?"+q.Encode())
+	write, err := sql.Open("sqlite", dsn(path, url.Values{
+		"_pragma": {
+			"foreign_keys(1)",
+			busyTimeout,
+			"journal_mode(WAL)",
+			"synchronous(FULL)", // an answered save survives power loss, not only a crash
+		},
+		// BEGIN IMMEDIATE: a transaction that reads before it writes holds the write lock
+		// from the start, so it can never fail upgrading a read lock.
+		"_txlock": {"immediate"},
+	}))
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	s := &Store{db: db, Now: time.Now}
+	// One connection, kept open for good: SQLite has one writer, and reopening would only
+	// throw its page cache away.
+	write.SetMaxOpenConns(1)
+	write.SetMaxIdleConns(1)
+	write.SetConnMaxLifetime(0)
+	write.SetConnMaxIdleTime(0)
+	s := &Store{write: write, gate: make(chan struct{}, 1), Now: time.Now}
+	// Migrations first, on the writer: they set WAL mode (which the readers rely on and
+	// cannot set, being query-only) and the schema the readers will query.
 	if err := s.migrate(ctx); err != nil {
-		db.Close()
+		write.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	n := max(4, runtime.NumCPU())
+	read, err := sql.Open("sqlite", dsn(path, url.Values{
+		"_pragma": {
+			"query_only(1)", // a write through the read pool would bypass the gate
+			"foreign_keys(1)",
+			busyTimeout,
+			fmt.Sprintf("cache_size(-%d)", readCacheKiB),
+		},
+	}))
+	if err != nil {
+		write.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	// A fixed pool, every connection idle as long as it lives: under load nothing is
+	// opened or closed, and memory stays at n page caches.
+	read.SetMaxOpenConns(n)
+	read.SetMaxIdleConns(n)
+	read.SetConnMaxLifetime(0)
+	read.SetConnMaxIdleTime(0)
+	s.read = read
+	if err := warm(ctx, read, n); err != nil {
+		s.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	return s, nil
 }
 
+// createFile makes a missing database file 0600 (and its missing parent directories 0700)
+// before SQLite opens it: SQLite would create it with the process umask, readable by all,
+// and creates -wal and -shm with the main file's mode. An existing file is left as it is.
+func createFile(path string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return f.Close()
+}
+
+// dsn is the modernc DSN for the file at path with the given parameters.
+func dsn(path string, q url.Values) string {
+	// The path goes into a file: URI; escape what SQLite would read as URI syntax so the
+	// file opened is exactly the one named.
+	escaped := strings.NewReplacer("%", "%25", "#", "%23", "?", "%3F").Replace(path)
+	return "file:" + escaped + "?" + q.Encode()
+}
+
+// warm opens all n connections of the read pool now, so the first requests do not pay for
+// opening them (and find any problem with the file at Open, not later).
+func warm(ctx context.Context, db *sql.DB, n int) error {
+	conns := make([]*sql.Conn, 0, n)
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for range n {
+		c, err := db.Conn(ctx)
+		if err != nil {
+			return fmt.Errorf("open read connection: %w", err)
+		}
+		conns = append(conns, c)
+		// A statement runs the DSN's pragmas and reads the schema into the connection.
+		var v int
+		if err := c.QueryRowContext(ctx, "PRAGMA schema_version").Scan(&v); err != nil {
+			return fmt.Errorf("open read connection: %w", err)
+		}
+	}
+	return nil
+}
+
 // Close closes the database.
-func (s *Store) Close() error { return s.db.Close() }
+func (s *Store) Close() error {
+	var rerr error
+	if s.read != nil {
+		rerr = s.read.Close()
+	}
+	return errors.Join(rerr, s.write.Close())
+}
 
 // Ping reports whether the database answers a query.
 func (s *Store) Ping(ctx context.Context) error {
 	var one int
-	if err := s.db.QueryRowContext(ctx, "SELECT 1").Scan(&one); err != nil {
+	if err := s.read.QueryRowContext(ctx, "SELECT 1").Scan(&one); err != nil {
 		return fmt.Errorf("ping store: %w", err)
 	}
 	return nil
@@ -91,7 +200,7 @@ func (s *Store) migrate(ctx context.Context) error {
 	}
 	sort.Strings(names)
 	var current int
-	if err := s.db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&current); err != nil {
+	if err := s.write.QueryRowContext(ctx, "PRAGMA user_version").Scan(&current); err != nil {
 		return fmt.Errorf("read schema version: %w", err)
 	}
 	for _, name := range names {
@@ -122,9 +231,28 @@ func (s *Store) migrate(ctx context.Context) error {
 	return nil
 }
 
-// inTx runs fn in an immediate transaction, committing when it returns nil.
+// lockWriter takes the writer for the caller, after every writer that asked before it, or
+// gives up when ctx ends first. The caller must release it.
+func (s *Store) lockWriter(ctx context.Context) error {
+	select {
+	case s.gate <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// unlockWriter hands the writer to the next writer waiting, if any.
+func (s *Store) unlockWriter() { <-s.gate }
+
+// inTx runs fn in an immediate transaction on the writer, committing when it returns nil.
+// fn must only talk to SQLite: every other writer waits while it runs.
 func (s *Store) inTx(ctx context.Context, fn func(*sql.Tx) error) error {
-	tx, err := s.db.BeginTx(ctx, nil)
+	if err := s.lockWriter(ctx); err != nil {
+		return err
+	}
+	defer s.unlockWriter()
+	tx, err := s.write.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
@@ -133,4 +261,13 @@ func (s *Store) inTx(ctx context.Context, fn func(*sql.Tx) error) error {
 		return err
 	}
 	return tx.Commit()
+}
+
+// exec runs one writing statement on the writer, in its turn like a transaction.
+func (s *Store) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if err := s.lockWriter(ctx); err != nil {
+		return nil, err
+	}
+	defer s.unlockWriter()
+	return s.write.ExecContext(ctx, query, args...)
 }

@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -122,7 +123,7 @@ func TestOpenCreatesSchemaAndReopenKeepsData(t *testing.T) {
 		t.Fatalf("database file not created: %v", err)
 	}
 	var version int
-	if err := s.db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
+	if err := s.write.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
 		t.Fatal(err)
 	}
 	if want := latestMigration(t); version != want {
@@ -148,12 +149,12 @@ func TestOpenCreatesSchemaAndReopenKeepsData(t *testing.T) {
 			t.Errorf("after re-Open GetAssociation = %+v, %v; want the saved association", got, err)
 		}
 		var n int
-		s2.db.QueryRowContext(ctx, "SELECT count(*) FROM associations").Scan(&n)
+		s2.write.QueryRowContext(ctx, "SELECT count(*) FROM associations").Scan(&n)
 		if n != 1 {
 			t.Errorf("after re-Open there are %d associations, want 1", n)
 		}
 		var v2 int
-		s2.db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v2)
+		s2.write.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v2)
 		if v2 != version {
 			t.Errorf("user_version after re-Open = %d, want %d", v2, version)
 		}
@@ -194,46 +195,73 @@ func TestOpenUsesThePathLiterally(t *testing.T) {
 }
 
 func TestPragmasOnEveryPooledConnection(t *testing.T) {
+	t.Parallel()
 	s, _ := openTestStore(t)
 	ctx := t.Context()
-	// Hold several connections at once so the pool must open distinct ones.
-	const n = 5
+	n := max(4, runtime.NumCPU())
+	if got := s.read.Stats().OpenConnections; got != n {
+		t.Errorf("read pool after Open: %d connections open, want all %d (warm)", got, n)
+	}
+	if got := s.write.Stats().MaxOpenConnections; got != 1 {
+		t.Errorf("writer MaxOpenConnections = %d, want 1", got)
+	}
+	// Hold every read connection at once so each one is checked, not the same one n times.
 	conns := make([]*sql.Conn, n)
 	for i := range conns {
-		c, err := s.db.Conn(ctx)
+		c, err := s.read.Conn(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer c.Close()
 		conns[i] = c
 	}
+	if got := s.read.Stats().OpenConnections; got != n {
+		t.Errorf("read pool with %d connections held: %d open, want no more than the fixed %d", n, got, n)
+	}
+	type pragmas struct {
+		mode                              string
+		fk, busy, syncMode, queryOnly, kb int
+	}
+	read := func(c *sql.Conn) (p pragmas, err error) {
+		for q, dst := range map[string]any{
+			"journal_mode": &p.mode, "foreign_keys": &p.fk, "busy_timeout": &p.busy,
+			"synchronous": &p.syncMode, "query_only": &p.queryOnly, "cache_size": &p.kb,
+		} {
+			if err := c.QueryRowContext(ctx, "PRAGMA "+q).Scan(dst); err != nil {
+				return p, fmt.Errorf("PRAGMA %s: %w", q, err)
+			}
+		}
+		return p, nil
+	}
 	var wg sync.WaitGroup
 	for i, c := range conns {
 		wg.Go(func() {
-			var mode string
-			var fk, busy, syncMode int
-			if err := c.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
-				t.Errorf("conn %d journal_mode: %v", i, err)
+			p, err := read(c)
+			if err != nil {
+				t.Errorf("read conn %d: %v", i, err)
 				return
 			}
-			c.QueryRowContext(ctx, "PRAGMA foreign_keys").Scan(&fk)
-			c.QueryRowContext(ctx, "PRAGMA busy_timeout").Scan(&busy)
-			c.QueryRowContext(ctx, "PRAGMA synchronous").Scan(&syncMode)
-			if mode != "wal" {
-				t.Errorf("conn %d: journal_mode = %q, want wal", i, mode)
-			}
-			if fk != 1 {
-				t.Errorf("conn %d: foreign_keys = %d, want 1", i, fk)
-			}
-			if busy < 1000 {
-				t.Errorf("conn %d: busy_timeout = %d ms, want at least a second", i, busy)
-			}
-			if syncMode != 2 {
-				t.Errorf("conn %d: synchronous = %d, want 2 (FULL)", i, syncMode)
+			if p.mode != "wal" || p.fk != 1 || p.busy < 1000 || p.queryOnly != 1 || p.kb != -8192 {
+				t.Errorf("read conn %d: %+v; want wal, foreign keys, a busy timeout of a second or more, query_only, cache_size -8192", i, p)
 			}
 		})
 	}
 	wg.Wait()
+	if _, err := conns[0].ExecContext(ctx, "DELETE FROM associations"); err == nil {
+		t.Error("a write through the read pool succeeded; want query_only to refuse it")
+	}
+	w, err := s.write.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	p, err := read(w)
+	if err != nil {
+		t.Fatalf("writer: %v", err)
+	}
+	if p.mode != "wal" || p.fk != 1 || p.busy < 1000 || p.syncMode != 2 || p.queryOnly != 0 {
+		t.Errorf("writer: %+v; want wal, foreign keys, a busy timeout of a second or more, synchronous FULL (2), writable", p)
+	}
 }
 
 func TestCreateGetRoundTrip(t *testing.T) {
@@ -301,7 +329,7 @@ func TestGetAndUpdateUnknownIDAreNotFound(t *testing.T) {
 		t.Errorf("UpdateAssociation(42) error = %v, want ErrNotFound", err)
 	}
 	var n int
-	s.db.QueryRow("SELECT count(*) FROM associations").Scan(&n)
+	s.write.QueryRow("SELECT count(*) FROM associations").Scan(&n)
 	if n != 0 {
 		t.Errorf("update of a missing id left %d rows", n)
 	}
@@ -427,9 +455,13 @@ func TestListSearch(t *testing.T) {
 		{"ÄRZTE", []string{"ärzte Zimmer"}},
 		{"ölberg", []string{"ÖLBERG"}},
 		{"straße", []string{"ÖLBERG"}},
-		{"%", []string{"Hundred% done"}},
+		// A query of 1–2 characters matches only where a word starts, and "%" and "_" start
+		// none: before the word index these matched "Hundred% done" (and "_" also Maths's
+		// "R_1" and "under_score"). 3+ characters still match anywhere, wildcards included.
+		{"%", nil},
+		{"_", nil},
 		{"hundred%", []string{"Hundred% done"}},
-		{"_", []string{"Hundred% done", "Maths"}},
+		{"r_", []string{"Maths"}}, // the word "R" of "R_1", followed by "_"
 		{"under_", []string{"Hundred% done"}},
 		{"  maths  ", []string{"Maths"}},
 		{"does-not-exist", nil},

@@ -1,0 +1,279 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"unicode/utf8"
+)
+
+// minCountCap is the smallest number of matches ListAssociations counts exactly.
+const minCountCap = 1000
+
+// A listing's sort order, and how to bound a walk along it (see walkBound).
+type listOrder struct {
+	by   string // the ORDER BY clause
+	cols string // the columns the order sorts by
+	// key is the row value the order sorts by; rows up to a boundary row b, in this
+	// order, are those with key <cmp> b.
+	key, cmp string
+}
+
+var listOrders = map[string]listOrder{
+	SortModifiedDesc: {"updated_at DESC, id DESC", "updated_at, id", "(updated_at, id)", ">="},
+	SortModifiedAsc:  {"updated_at ASC, id ASC", "updated_at, id", "(updated_at, id)", "<="},
+	SortNameAsc:      {"display_name COLLATE NOCASE ASC, id ASC", "display_name, id", "(display_name COLLATE NOCASE, id)", "<="},
+	SortNameDesc:     {"display_name COLLATE NOCASE DESC, id DESC", "display_name, id", "(display_name COLLATE NOCASE, id)", ">="},
+}
+
+// search is a query as the full-text indexes are asked it.
+type search struct {
+	// candidates selects match_id: a superset of the matching rows (the index folds case
+	// per SQLite's tables, a little more widely than strings.ToLower).
+	candidates string
+	match      string // the FTS5 query for candidates
+	// literal is the lower-cased query; a row matches if its search_text contains it,
+	// exactly as before the indexes existed.
+	literal string
+	// short marks a 1–2 character query: a match must also start a word, which only the
+	// word index knows, so there is no cheap test of one row (see ListAssociations).
+	short bool
+}
+
+// newSearch prepares a query for the indexes; ok is false when it can match nothing.
+func newSearch(query string) (_ *search, ok bool) {
+	q := strings.ToLower(strings.TrimSpace(strings.NewReplacer("\r", " ", "\n", " ").Replace(query)))
+	if q == "" {
+		return nil, true
+	}
+	// FTS5 reads its query as a C string, and search_text is valid UTF-8.
+	if strings.ContainsRune(q, 0) || !utf8.ValidString(q) {
+		return nil, false
+	}
+	// One FTS5 string: inside double quotes every character is literal but '"', doubled.
+	phrase := `"` + strings.ReplaceAll(q, `"`, `""`) + `"`
+	if utf8.RuneCountInString(q) >= 3 {
+		// A trigram phrase is the substring's trigrams in a row: a substring match.
+		return &search{
+			candidates: "(SELECT rowid AS match_id FROM association_search WHERE association_search MATCH ?)",
+			match:      phrase,
+			literal:    q,
+		}, true
+	}
+	// Trigrams cannot answer 1 or 2 characters: take words that start with the query, from
+	// the word index's prefix index. A query with no letter or digit holds no word, and
+	// can start none.
+	if !strings.ContainsFunc(q, isWordRune) {
+		return nil, false
+	}
+	return &search{
+		candidates: "(SELECT rowid AS match_id FROM association_words WHERE association_words MATCH ?)",
+		match:      phrase + "*",
+		literal:    q,
+		short:      true,
+	}, true
+}
+
+// isWordRune is true of the ASCII letters and digits and of all non-ASCII characters: a
+// superset of the word index's token characters (unicode61: letters, digits, private use).
+// A query without one is not asked of the index, which would find nothing.
+func isWordRune(r rune) bool {
+	return r >= 0x80 || ('a' <= r && r <= 'z') || ('0' <= r && r <= '9')
+}
+
+// ListAssociations returns the page of associations that f selects.
+//
+// It never walks every row for a count (see AssociationPage.Total), and a search reads the
+// full-text indexes, so its cost follows its matches:
+//   - few matches (no more than the count's cap): read them all from the index, then sort;
+//   - many: walk the listing's order (an index) and test each row, which soon fills the
+//     page. The walk is bounded; if the matches lie beyond the bound (many, but bunched at
+//     the far end of the order) the page comes from the index after all. Testing a row is
+//     dearer for 1–2 characters (an index probe), so those walk only near the top;
+//   - with NotSynced, when few rows are waiting: walk those rows alone.
+func (s *Store) ListAssociations(ctx context.Context, f ListFilter) (AssociationPage, error) {
+	if f.Page < 1 {
+		f.Page = 1
+	}
+	if f.PerPage < 1 {
+		f.PerPage = 50
+	}
+	order, ok := listOrders[f.Sort]
+	if !ok {
+		order = listOrders[SortModifiedDesc]
+	}
+	var page AssociationPage
+	srch, ok := newSearch(f.Query)
+	if !ok {
+		return page, nil
+	}
+	var conds []string
+	if f.NotSynced {
+		// Written as in the partial indexes' WHERE, so that the planner can use them.
+		conds = append(conds, "sync_state <> '"+SyncSynced+"'")
+	}
+	offset := (f.Page - 1) * f.PerPage
+	limit := max(minCountCap, f.Page*f.PerPage)
+
+	// One read transaction: the count and the page see the same rows.
+	tx, err := s.read.BeginTx(ctx, nil)
+	if err != nil {
+		return page, fmt.Errorf("list associations: %w", err)
+	}
+	defer tx.Rollback()
+
+	// A search within a filter (NotSynced) walks the filter's rows when they are few: a
+	// common word matches far more rows than are usually waiting for Graph.
+	small := false
+	if srch != nil && len(conds) > 0 {
+		n, err := countMatches(ctx, tx, nil, conds, limit+1)
+		if err != nil {
+			return page, fmt.Errorf("count associations: %w", err)
+		}
+		small = n <= limit
+	}
+	var count int
+	if small {
+		tests, args := rowTests(srch, conds)
+		err = tx.QueryRowContext(ctx, "SELECT count(*) FROM associations"+where(tests), args...).Scan(&count)
+	} else {
+		count, err = countMatches(ctx, tx, srch, conds, limit+1)
+	}
+	if err != nil {
+		return page, fmt.Errorf("count associations: %w", err)
+	}
+	page.Total = min(count, limit)
+	page.TotalCapped = count > limit
+	if offset >= count {
+		return page, nil
+	}
+	// How far a search may walk before asking the index instead (0: no walk). Testing a
+	// row costs about as much as reading one match from the index for 3+ characters, and
+	// some 40 times more for 1–2 (an index probe per row), so those walk only near the top.
+	bound, end := 0, offset+f.PerPage
+	switch {
+	case srch == nil || !page.TotalCapped:
+	case !srch.short:
+		bound = max(2000, 40*end)
+	case end <= 100:
+		bound = 5 * end
+	}
+	switch {
+	case srch == nil, small:
+		page.Items, err = walk(ctx, tx, srch, conds, order, 0, offset, f.PerPage)
+	case bound == 0:
+		page.Items, err = fromIndex(ctx, tx, srch, conds, order, offset, f.PerPage)
+	default:
+		// More than limit matches, so the page is full: a walk that fills it within its
+		// bound has found it.
+		page.Items, err = walk(ctx, tx, srch, conds, order, bound, offset, f.PerPage)
+		if err == nil && len(page.Items) < f.PerPage {
+			page.Items, err = fromIndex(ctx, tx, srch, conds, order, offset, f.PerPage)
+		}
+	}
+	if err != nil {
+		return page, fmt.Errorf("list associations: %w", err)
+	}
+	return page, nil
+}
+
+// where joins conditions into a WHERE clause ("" when there are none).
+func where(conds []string) string {
+	if len(conds) == 0 {
+		return ""
+	}
+	return " WHERE " + strings.Join(conds, " AND ")
+}
+
+// countMatches counts the rows srch (may be nil) and conds select, stopping at upTo.
+func countMatches(ctx context.Context, tx *sql.Tx, srch *search, conds []string, upTo int) (int, error) {
+	var n int
+	if srch == nil {
+		err := tx.QueryRowContext(ctx, "SELECT count(*) FROM (SELECT 1 FROM associations"+where(conds)+" LIMIT ?)", upTo).Scan(&n)
+		return n, err
+	}
+	// CROSS JOIN keeps the index outermost, so the count streams its candidates and stops
+	// at upTo (an IN (subquery) would first collect every candidate).
+	conds = append([]string{"instr(search_text, ?) > 0"}, conds...)
+	err := tx.QueryRowContext(ctx, "SELECT count(*) FROM (SELECT 1 FROM "+srch.candidates+
+		" CROSS JOIN associations ON id = match_id"+where(conds)+" LIMIT ?)",
+		srch.match, srch.literal, upTo).Scan(&n)
+	return n, err
+}
+
+// fromIndex reads every match of srch from its index and sorts them: its cost follows the
+// number of matches. The sort keeps only the row ids; the page's rows are read after.
+func fromIndex(ctx context.Context, tx *sql.Tx, srch *search, conds []string, order listOrder, offset, limit int) ([]Association, error) {
+	conds = append([]string{"instr(search_text, ?) > 0"}, conds...)
+	return queryAssociations(ctx, tx, selectAssociation+" WHERE id IN (SELECT id FROM "+srch.candidates+
+		" CROSS JOIN associations ON id = match_id"+where(conds)+
+		" ORDER BY "+order.by+" LIMIT ? OFFSET ?) ORDER BY "+order.by,
+		srch.match, srch.literal, limit, offset)
+}
+
+// walk reads the page along the listing's order (an index), testing each row against
+// srch (nil: no search) and conds. With bound > 0 it looks at no more than the first
+// bound rows that conds select, and may then return a short page although more matches
+// lie beyond.
+func walk(ctx context.Context, tx *sql.Tx, srch *search, conds []string, order listOrder, bound, offset, limit int) ([]Association, error) {
+	tests, args := rowTests(srch, conds)
+	if bound > 0 {
+		// The bound is the bound-th row's key, read from the order's index alone; the walk
+		// stops there. No such row: fewer rows than the bound, nothing to cut.
+		var k1, k2 any
+		err := tx.QueryRowContext(ctx, "SELECT "+order.cols+" FROM associations"+where(conds)+
+			" ORDER BY "+order.by+" LIMIT 1 OFFSET ?", bound-1).Scan(&k1, &k2)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+		case err != nil:
+			return nil, err
+		default:
+			tests = append(tests, order.key+" "+order.cmp+" (?, ?)")
+			args = append(args, k1, k2)
+		}
+	}
+	args = append(args, limit, offset)
+	if offset == 0 {
+		return queryAssociations(ctx, tx, selectAssociation+where(tests)+" ORDER BY "+order.by+" LIMIT ? OFFSET ?", args...)
+	}
+	// The rows skipped by OFFSET are only looked at in the index (and tested); the page's
+	// rows alone are read in full and joined with the outbox.
+	return queryAssociations(ctx, tx, selectAssociation+" WHERE id IN (SELECT id FROM associations"+where(tests)+
+		" ORDER BY "+order.by+" LIMIT ? OFFSET ?) ORDER BY "+order.by, args...)
+}
+
+// rowTests are the conditions (and their arguments) that decide, row by row, whether a row
+// matches srch (may be nil) and conds: the same rows as the index finds.
+func rowTests(srch *search, conds []string) ([]string, []any) {
+	if srch == nil {
+		return conds, nil
+	}
+	tests := append([]string{"instr(search_text, ?) > 0"}, conds...)
+	args := []any{srch.literal}
+	if srch.short {
+		// Whether a word starts with the query only the word index knows: ask it of each
+		// row that holds the query at all (instr first, as it is far cheaper).
+		tests = append(tests, "EXISTS (SELECT 1 FROM association_words WHERE association_words MATCH ? AND rowid = id)")
+		args = append(args, srch.match)
+	}
+	return tests, args
+}
+
+func queryAssociations(ctx context.Context, tx *sql.Tx, query string, args ...any) ([]Association, error) {
+	rows, err := tx.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Association
+	for rows.Next() {
+		a, err := scanAssociation(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, a)
+	}
+	return out, rows.Err()
+}
