@@ -133,6 +133,10 @@ func TestScreenshots(t *testing.T) {
 		admin.do(chromedp.Navigate(full.URL + "/sync"))
 		admin.do(chromedp.WaitVisible(tid("sync-stats")))
 		admin.screenshot("sync", v)
+
+		admin.do(chromedp.Navigate(full.URL + "/sessions"))
+		admin.do(chromedp.WaitVisible(tid("sessions")))
+		admin.screenshot("sessions", v)
 	}
 
 	// Conflicts last, since they change the data the pictures above show: another admin

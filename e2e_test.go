@@ -351,6 +351,12 @@ func TestSyncToGraph(t *testing.T) {
 		t.Errorf("sync panel status %q", got)
 	}
 	tb.checkA11y("sync panel")
+
+	tb.do(chromedp.Navigate(a.URL + "/sessions"))
+	if got := tb.text(`[data-testid="session-current"]`); !strings.EqualFold(got, "This browser") {
+		t.Errorf("sessions page marks this browser as %q", got)
+	}
+	tb.checkA11y("sessions page")
 }
 
 // newStaticSite serves one HTML page from another origin (another port on 127.0.0.1).

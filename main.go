@@ -86,7 +86,13 @@ func startDevGraph(dbPath string, log *slog.Logger) (string, func(), error) {
 	)
 	srv := &http.Server{Handler: emu, ReadHeaderTimeout: 10 * time.Second}
 	go srv.Serve(ln)
-	return "http://" + ln.Addr().String() + emulator.BasePath, func() { srv.Close() }, nil
+	stop := func() {
+		srv.Close()
+		if err := emu.Close(); err != nil { // writes the state still pending
+			log.Error("dev Graph emulator state not saved", "err", err)
+		}
+	}
+	return "http://" + ln.Addr().String() + emulator.BasePath, stop, nil
 }
 
 // run starts cartclass and blocks until ctx is done, then shuts down gracefully.

@@ -91,26 +91,37 @@ func TestMissingScope(t *testing.T) {
 	}
 }
 
-func TestBucketPaces(t *testing.T) {
+// The pacing limiter never lets more than n + n/10 events through in any period.
+func TestLimiterPaces(t *testing.T) {
 	t0 := time.Unix(0, 0)
-	b := newBucket(10, time.Second, t0) // burst 1, one token per 100 ms
-	if d := b.take(t0); d != 0 {
-		t.Fatalf("first take waits %v", d)
+	lim := newLimiter(10, time.Second) // burst 1, one event per 100 ms
+	take := func(at time.Time) time.Duration {
+		r := lim.ReserveN(at, 1)
+		if d := r.DelayFrom(at); d > 0 {
+			r.CancelAt(at)
+			return d
+		}
+		return 0
 	}
-	if d := b.take(t0); d != 100*time.Millisecond {
-		t.Fatalf("second take waits %v, want 100ms", d)
+	if d := take(t0); d != 0 {
+		t.Fatalf("first event waits %v", d)
 	}
-	if d := b.take(t0.Add(100 * time.Millisecond)); d != 0 {
-		t.Fatalf("take after 100ms waits %v", d)
+	if d := take(t0); d != 100*time.Millisecond {
+		t.Fatalf("second event waits %v, want 100ms", d)
 	}
-	// In any one second: at most burst + 10 takes.
+	if d := take(t0.Add(100 * time.Millisecond)); d != 0 {
+		t.Fatalf("event after 100ms waits %v", d)
+	}
 	taken := 0
 	for ms := range 1000 {
-		if b.take(t0.Add(time.Duration(100+ms)*time.Millisecond)) == 0 {
+		if take(t0.Add(time.Duration(100+ms)*time.Millisecond)) == 0 {
 			taken++
 		}
 	}
 	if taken > 11 {
-		t.Fatalf("%d takes in one second, want at most 11", taken)
+		t.Fatalf("%d events in one second, want at most 11", taken)
+	}
+	if newLimiter(0, time.Second) != nil {
+		t.Error("n = 0 must lift pacing")
 	}
 }

@@ -19,9 +19,11 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/oauth2"
+	"golang.org/x/time/rate"
+
 	"github.com/cartclass/cartclass/graph"
 	"github.com/cartclass/cartclass/store"
-	"golang.org/x/oauth2"
 )
 
 // ErrSignInNeeded is what a TokenSourcer's error wraps when the author of a change has no
@@ -61,15 +63,27 @@ type Invalidator interface {
 	Invalidate(subject string)
 }
 
+// Reason is why pushing is held back, as Status reports it.
+type Reason string
+
+// The reasons; the empty Reason means all is well.
+const (
+	// ReasonThrottled: Graph answered 429; nothing is sent until Status.Until.
+	ReasonThrottled Reason = "throttled"
+	// ReasonPermission: Graph answered 403; Status.Scope is missing; re-checked at Until.
+	ReasonPermission Reason = "permission"
+	// ReasonCredentials: app-only mode, Graph refused cartclass's own token; re-checked at Until.
+	ReasonCredentials Reason = "credentials"
+	// ReasonSignIn: not paused, but the changes of Status.Subjects wait for them to sign in.
+	ReasonSignIn Reason = "signin"
+)
+
 // Status is the worker's state for the admins' banner.
 type Status struct {
 	// Paused is true while no request goes to Graph for any record: Reason is then
-	// "throttled" (until Until), "permission" (Scope is missing; re-checked at Until) or
-	// "credentials" (app-only mode: Graph refused cartclass's own token; re-checked at Until).
-	Paused bool
-	// Reason is "throttled", "permission", "credentials" or, when not paused but some
-	// admins' changes wait for them to sign in again, "signin"; empty when all is well.
-	Reason   string
+	// ReasonThrottled, ReasonPermission or ReasonCredentials.
+	Paused   bool
+	Reason   Reason
 	Until    time.Time
 	Scope    string
 	Subjects []string // whose sign-in is needed, sorted
@@ -104,15 +118,17 @@ type Worker struct {
 	owner         string
 	writes        int           // writes per `per` at most
 	per           time.Duration // pacing period
+	requests      int           // requests of any kind per `per` at most
 
-	bucket *bucket
+	writeLimit *rate.Limiter // nil: writes are not paced
+	allLimit   *rate.Limiter // every request, reads included; nil: not paced
 
 	mu          sync.Mutex
 	wake        chan struct{} // closed and replaced by Kick: wakes every idle pusher
 	throttled   time.Time     // no request before this
 	permUntil   time.Time     // paused for a missing permission until this (zero: not)
 	permScope   string
-	permReason  string               // "permission" or "credentials"
+	permReason  Reason               // ReasonPermission or ReasonCredentials
 	signIn      map[string]time.Time // author's subject → when to ask their token source again
 	lastSuccess time.Time
 }
@@ -146,6 +162,11 @@ func WithWritesPer20s(n int) Option { return WithWriteRate(n, 20*time.Second) }
 func WithWriteRate(n int, per time.Duration) Option {
 	return func(w *Worker) { w.writes, w.per = n, per }
 }
+
+// WithRequestsPer20s paces every request, reads included, to n per 20 s (default 1,800,
+// under Intune's 2,000 per 20 s per tenant), so a read of every object never throttles
+// the admins' saves. n <= 0 lifts it.
+func WithRequestsPer20s(n int) Option { return func(w *Worker) { w.requests = n } }
 
 // WithBackoff sets the base and the cap of the per-item exponential backoff (default 1 s
 // and 5 min).
@@ -196,6 +217,7 @@ func New(st Store, gc *graph.Client, tokens TokenSourcer, opts ...Option) *Worke
 		scopes:        []string{"DeviceManagementConfiguration.ReadWrite.All", "DeviceManagementServiceConfig.ReadWrite.All"},
 		writes:        90,
 		per:           20 * time.Second,
+		requests:      1800,
 		wake:          make(chan struct{}),
 		signIn:        map[string]time.Time{},
 	}
@@ -206,9 +228,8 @@ func New(st Store, gc *graph.Client, tokens TokenSourcer, opts ...Option) *Worke
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	w.owner = fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b[:]))
-	if w.writes > 0 && w.per > 0 {
-		w.bucket = newBucket(w.writes, w.per, w.now())
-	}
+	w.writeLimit = newLimiter(w.writes, w.per)
+	w.allLimit = newLimiter(w.requests, 20*time.Second)
 	return w
 }
 
@@ -253,11 +274,11 @@ func (w *Worker) Status() Status {
 	slices.Sort(s.Subjects)
 	switch {
 	case now.Before(w.throttled):
-		s.Paused, s.Reason, s.Until = true, "throttled", w.throttled
+		s.Paused, s.Reason, s.Until = true, ReasonThrottled, w.throttled
 	case now.Before(w.permUntil):
 		s.Paused, s.Reason, s.Until, s.Scope = true, w.permReason, w.permUntil, w.permScope
 	case len(s.Subjects) > 0:
-		s.Reason = "signin"
+		s.Reason = ReasonSignIn
 	}
 	return s
 }
@@ -350,28 +371,42 @@ func (w *Worker) pausedFor() time.Duration {
 	return max(w.throttled.Sub(now), w.permUntil.Sub(now), 0)
 }
 
-// gate is passed before every request to Graph: it refuses while the queue is paused and,
-// for writes, waits for the pacing bucket.
+// gate is passed before every request to Graph: it refuses while the queue is paused and
+// waits its turn under the pacing limits (writes under both, reads under the one for every
+// request). A pause that begins while it waits is seen before the request goes out.
 func (w *Worker) gate(ctx context.Context, write bool) error {
-	for {
-		if w.pausedFor() > 0 {
-			return errPaused
+	if w.pausedFor() > 0 {
+		return errPaused
+	}
+	limits := []*rate.Limiter{w.allLimit}
+	if write {
+		limits = append(limits, w.writeLimit)
+	}
+	for _, lim := range limits {
+		if lim == nil {
+			continue
 		}
-		if !write || w.bucket == nil {
-			return nil
-		}
-		d := w.bucket.take(w.now())
-		if d == 0 {
-			// A pause may have begun while we waited for the bucket.
-			if w.pausedFor() > 0 {
-				return errPaused
-			}
-			return nil
-		}
-		if !sleep(ctx, d, nil) {
+		now := w.now()
+		res := lim.ReserveN(now, 1)
+		if d := res.DelayFrom(now); d > 0 && !sleep(ctx, d, nil) {
+			res.CancelAt(w.now())
 			return fmt.Errorf("%w: %w", errPaused, ctx.Err())
 		}
+		if w.pausedFor() > 0 {
+			res.CancelAt(w.now()) // give the turn back: nothing is sent
+			return errPaused
+		}
 	}
+	return nil
+}
+
+// newLimiter paces n events per period with a burst of a tenth of n (at least 1), so no
+// window of that length sees more than n + n/10; nil when n <= 0 (no pacing).
+func newLimiter(n int, per time.Duration) *rate.Limiter {
+	if n <= 0 || per <= 0 {
+		return nil
+	}
+	return rate.NewLimiter(rate.Limit(float64(n)/per.Seconds()), max(n/10, 1))
 }
 
 // handle makes one attempt to push it and records the outcome.
@@ -598,7 +633,7 @@ func (w *Worker) settle(bctx, ctx context.Context, owner, subject string, it sto
 	case permission:
 		scope := missingScope(err, w.scopes)
 		w.mu.Lock()
-		w.permUntil, w.permScope, w.permReason = now.Add(w.permRecheck), scope, "permission"
+		w.permUntil, w.permScope, w.permReason = now.Add(w.permRecheck), scope, ReasonPermission
 		w.mu.Unlock()
 		attrs = append(attrs, "scope", scope)
 		serr = w.st.Postpone(bctx, a.ID, owner, now, syncErr)
@@ -607,7 +642,7 @@ func (w *Worker) settle(bctx, ctx context.Context, owner, subject string, it sto
 			// Nobody can sign in to fix cartclass's own credentials: pause the queue and
 			// tell the admins, as for a missing permission.
 			w.mu.Lock()
-			w.permUntil, w.permScope, w.permReason = now.Add(w.permRecheck), "", "credentials"
+			w.permUntil, w.permScope, w.permReason = now.Add(w.permRecheck), "", ReasonCredentials
 			w.mu.Unlock()
 			serr = w.st.Postpone(bctx, a.ID, owner, now, syncErr)
 			break
@@ -673,33 +708,4 @@ func toGraph(f store.Fields) graph.Association {
 func fromGraph(a graph.Association) store.Fields {
 	return store.Fields{DisplayName: a.DisplayName, Description: a.Description, Version: a.Version,
 		DeviceCartIDs: slices.Clone(a.DeviceCartIDs), ClassroomIDs: slices.Clone(a.ClassroomIDs)}
-}
-
-// bucket is a token bucket pacing writes: n per period, holding at most burst tokens.
-type bucket struct {
-	mu       sync.Mutex
-	interval time.Duration // one token per interval
-	burst    float64
-	tokens   float64
-	last     time.Time
-}
-
-func newBucket(n int, per time.Duration, now time.Time) *bucket {
-	burst := float64(max(n/10, 1))
-	return &bucket{interval: per / time.Duration(n), burst: burst, tokens: burst, last: now}
-}
-
-// take takes a token and returns 0, or returns how long until one is available.
-func (b *bucket) take(now time.Time) time.Duration {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if now.After(b.last) {
-		b.tokens = min(b.burst, b.tokens+float64(now.Sub(b.last))/float64(b.interval))
-		b.last = now
-	}
-	if b.tokens >= 1 {
-		b.tokens--
-		return 0
-	}
-	return time.Duration((1 - b.tokens) * float64(b.interval))
 }

@@ -301,7 +301,7 @@ func TestRetryAfterPausesTheWholeQueue(t *testing.T) {
 	h.drained()
 	h.emu.Inject(emulator.Fault{Method: http.MethodPatch, Status: http.StatusTooManyRequests, RetryAfter: "0.3", Count: 1})
 	h.edit(ids[0], func(f *store.Fields) { f.Description = "first" })
-	h.waitFor("the throttle pause", func() bool { return h.w.Status().Reason == "throttled" })
+	h.waitFor("the throttle pause", func() bool { return h.w.Status().Reason == push.ReasonThrottled })
 	st := h.w.Status()
 	if !st.Paused || st.Until.IsZero() {
 		t.Fatalf("Status = %+v", st)
@@ -453,7 +453,7 @@ func TestForbiddenPausesUntilResumed(t *testing.T) {
 		Message: "Application is not authorized to perform this operation. Application must have one of the following scopes: DeviceManagementServiceConfig.ReadWrite.All - Operation ID: x"})
 	h.start()
 	a := h.create("alpha", "sub-1")
-	h.waitFor("the permission pause", func() bool { return h.w.Status().Reason == "permission" })
+	h.waitFor("the permission pause", func() bool { return h.w.Status().Reason == push.ReasonPermission })
 	st := h.w.Status()
 	if !st.Paused || st.Scope != "DeviceManagementServiceConfig.ReadWrite.All" {
 		t.Fatalf("Status = %+v", st)
@@ -565,7 +565,7 @@ func TestUnauthorizedRefreshesOnceThenWaitsForSignIn(t *testing.T) {
 	h.start()
 	h.waitFor("the others to sync", func() bool {
 		return h.get(refreshed.ID).Sync.State == store.SyncSynced && h.get(ok.ID).Sync.State == store.SyncSynced &&
-			h.w.Status().Reason == "signin" && len(h.w.Status().Subjects) == 2
+			h.w.Status().Reason == push.ReasonSignIn && len(h.w.Status().Subjects) == 2
 	})
 	if n := tokens.callsOf("sub-refresh"); n != 2 {
 		t.Fatalf("token source asked %d times for sub-refresh, want 2", n)
@@ -665,7 +665,7 @@ func TestRestartKeepsPauses(t *testing.T) {
 	h.create("throttled", "sub-ok")
 	h.waitFor("both pauses", func() bool {
 		st := h.w.Status()
-		return st.Reason == "throttled" && slices.Contains(st.Subjects, "sub-gone")
+		return st.Reason == push.ReasonThrottled && slices.Contains(st.Subjects, "sub-gone")
 	})
 	until := h.w.Status().Until
 	stop()
@@ -679,7 +679,7 @@ func TestRestartKeepsPauses(t *testing.T) {
 	t.Cleanup(func() { stop2(); <-done2 })
 	h.waitFor("the restored pauses", func() bool {
 		st := w2.Status()
-		return st.Reason == "throttled" && !st.Until.Before(until.Add(-time.Millisecond)) && slices.Contains(st.Subjects, "sub-gone")
+		return st.Reason == push.ReasonThrottled && !st.Until.Before(until.Add(-time.Millisecond)) && slices.Contains(st.Subjects, "sub-gone")
 	})
 	before := len(h.requests())
 	h.create("after-restart", "sub-ok")
@@ -706,7 +706,7 @@ func TestPermissionPauseEndsAtSignInOrRecheck(t *testing.T) {
 		h.emu.Inject(forbidden)
 		h.start()
 		a := h.create("alpha", "sub-1")
-		h.waitFor("the permission pause", func() bool { return h.w.Status().Reason == "permission" })
+		h.waitFor("the permission pause", func() bool { return h.w.Status().Reason == push.ReasonPermission })
 		if err := h.w.SignedIn(context.Background(), "sub-1"); err != nil {
 			t.Fatal(err)
 		}
@@ -718,7 +718,7 @@ func TestPermissionPauseEndsAtSignInOrRecheck(t *testing.T) {
 		h.emu.Inject(forbidden)
 		h.start()
 		a := h.create("alpha", "sub-1")
-		h.waitFor("the permission pause", func() bool { return h.w.Status().Reason == "permission" })
+		h.waitFor("the permission pause", func() bool { return h.w.Status().Reason == push.ReasonPermission })
 		h.drained() // no Resume, no sign-in
 		h.assertInGraph(a.ID)
 	})

@@ -62,7 +62,7 @@ func (s *Server) handleAssociationList(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	l.Items, l.Total = res.Items, res.Total
+	l.Items, l.Total, l.TotalCapped = res.Items, res.Total, res.TotalCapped
 
 	if isHTMX(r) && r.Header.Get("HX-Target") == "association-table" {
 		// htmx would push the request's URL, every form field included (q=&state=&sort=…);

@@ -226,7 +226,15 @@ func TestListSearch(t *testing.T) {
 		{"med-1", []string{"Ärzte Zimmer"}},
 		{"ärzte", []string{"Ärzte Zimmer"}},
 		{"100%", []string{"Music"}},
-		{"%", []string{"Music"}},
+		{"% p", []string{"Music"}}, // LIKE's wildcard and a space, matched as themselves
+		{"iPa", []string{"Science block iPads"}},
+		// 1–2 characters match the start of a word (the search box says so).
+		{"sc", []string{"Science block iPads"}},
+		{"pi", []string{"Music"}},
+		{"ä", []string{"Ärzte Zimmer"}},
+		{"7", []string{"Science block iPads"}},
+		{"%", nil},
+		{"ce", nil},
 	} {
 		r := app.get(t, "/associations?q="+url.QueryEscape(tc.q), false)
 		r.wantStatus(t, http.StatusOK)
@@ -238,7 +246,7 @@ func TestListSearch(t *testing.T) {
 		if v, _ := r.testid("search").Attr("value"); v != tc.q {
 			t.Errorf("q=%q: search box holds %q", tc.q, v)
 		}
-		if c := text(r.testid("result-count")); !strings.Contains(c, "matching “"+tc.q+"”") {
+		if c := text(r.testid("result-count")); len(tc.want) > 0 && !strings.Contains(c, "matching “"+tc.q+"”") {
 			t.Errorf("q=%q: result count %q does not name the search", tc.q, c)
 		}
 	}
@@ -397,9 +405,9 @@ func TestListPageNumberTooLargeShowsLastPage(t *testing.T) {
 
 func TestListSortLinks(t *testing.T) {
 	app := newTestApp(t)
-	app.create(t, store.Fields{DisplayName: "bravo"})
-	app.create(t, store.Fields{DisplayName: "Charlie"})
-	app.create(t, store.Fields{DisplayName: "alpha"})
+	app.create(t, store.Fields{DisplayName: "bravo", Description: "a cart"})
+	app.create(t, store.Fields{DisplayName: "Charlie", Description: "a cart"})
+	app.create(t, store.Fields{DisplayName: "alpha", Description: "a cart"})
 
 	sortHeader := func(r *response, label string) (href, ariaSort string) {
 		a := r.doc.Find("th a.sort").FilterFunction(func(_ int, s *goquery.Selection) bool { return text(s) == label })
@@ -429,6 +437,7 @@ func TestListSortLinks(t *testing.T) {
 		{"/associations?sort=modified", []string{"bravo", "Charlie", "alpha"}, "/associations?sort=name", "none", "/associations", "ascending", "modified", ""}, // newest first is the default, so no parameter
 		{"/associations?sort=size", []string{"alpha", "Charlie", "bravo"}, "/associations?sort=name", "none", "/associations?sort=modified", "descending", "-modified", ""},
 		{"/associations?q=a&sort=name", []string{"alpha", "bravo", "Charlie"}, "/associations?q=a&sort=-name", "ascending", "/associations?q=a&sort=modified", "none", "name", "a"},
+		{"/associations?q=art&sort=-name", []string{"Charlie", "bravo", "alpha"}, "/associations?q=art&sort=name", "descending", "/associations?q=art&sort=modified", "none", "-name", "art"},
 	} {
 		t.Run(tc.path, func(t *testing.T) {
 			r := app.get(t, tc.path, false)

@@ -3,9 +3,8 @@ package web
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -172,29 +171,10 @@ func originOf(raw string) string {
 	return u.Scheme + "://" + u.Host
 }
 
-// loginRecord is a login in progress, stored sealed under a hash of its state.
-type loginRecord struct {
-	Nonce    string `json:"nonce"`
-	Verifier string `json:"verifier"`
-	Next     string `json:"next"`
-}
-
 func randomString() string {
 	b := make([]byte, 32)
 	rand.Read(b)
 	return base64.RawURLEncoding.EncodeToString(b)
-}
-
-func hashString(s string) []byte {
-	sum := sha256.Sum256([]byte(s))
-	return sum[:]
-}
-
-func (s *Server) loginCookieName() string {
-	if s.cfg.Secure() {
-		return "__Host-cartclass_login"
-	}
-	return "cartclass_login"
 }
 
 // handleSignIn shows the sign-in page; the button posts to /auth/login.
@@ -207,8 +187,9 @@ func (s *Server) handleSignIn(w http.ResponseWriter, r *http.Request) {
 	s.render(w, r, http.StatusOK, views.SignInPage(s.page(w, r, "Sign in"), views.SignIn{Next: next}))
 }
 
-// handleLogin starts the code flow: fresh state, nonce and PKCE verifier in a single-use
-// login record, the state also in a cookie that binds the callback to this browser.
+// handleLogin starts the code flow: fresh state, nonce and PKCE verifier in a sealed,
+// short-lived login cookie that binds the callback to this browser. Nothing is written to
+// the database before someone has signed in.
 func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 	if err := parseForm(r); err != nil {
 		s.fail(w, r, err)
@@ -219,18 +200,12 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	state, nonce, verifier := randomString(), randomString(), oauth2.GenerateVerifier()
-	rec, _ := json.Marshal(loginRecord{Nonce: nonce, Verifier: verifier, Next: safeNext(r.PostForm.Get("next"))})
-	sh := hashString(state)
-	if err := s.store.PutLogin(r.Context(), sh, s.seal.seal(rec, sh), s.now().Add(loginTTL)); err != nil {
-		s.fail(w, r, err)
-		return
+	l := loginState{
+		State: randomString(), Nonce: randomString(), Verifier: oauth2.GenerateVerifier(),
+		Next: safeNext(r.PostForm.Get("next")), Expires: s.now().Add(loginTTL).Unix(),
 	}
-	http.SetCookie(w, &http.Cookie{
-		Name: s.loginCookieName(), Value: state, Path: "/", MaxAge: int(loginTTL / time.Second),
-		HttpOnly: true, Secure: s.cfg.Secure(), SameSite: http.SameSiteLaxMode, // Lax: must survive the provider's redirect back
-	})
-	http.Redirect(w, r, oc.AuthCodeURL(state, oidc.Nonce(nonce), oauth2.S256ChallengeOption(verifier)), http.StatusSeeOther)
+	http.SetCookie(w, s.loginCookie(s.sealLogin(l), int(loginTTL/time.Second)))
+	http.Redirect(w, r, oc.AuthCodeURL(l.State, oidc.Nonce(l.Nonce), oauth2.S256ChallengeOption(l.Verifier)), http.StatusSeeOther)
 }
 
 // authError is a sign-in that failed for a reason the person should be told about.
@@ -248,36 +223,29 @@ func (e *authError) Error() string { return e.title + ": " + fmt.Sprint(e.cause)
 // its nonce, then rotate the session and go to the saved relative path.
 func (s *Server) handleCallback(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	clearLogin := &http.Cookie{Name: s.loginCookieName(), Path: "/", MaxAge: -1, HttpOnly: true, Secure: s.cfg.Secure(), SameSite: http.SameSiteLaxMode}
-
-	state := q.Get("state")
+	expired := func(message string, cause error) {
+		s.fail(w, r, &authError{status: http.StatusBadRequest, title: "Sign-in expired", message: message, cause: cause})
+	}
+	var rec loginState
 	c, err := r.Cookie(s.loginCookieName())
-	if state == "" || err != nil || c.Value != state {
-		s.fail(w, r, &authError{status: http.StatusBadRequest, title: "Sign-in expired",
-			message: "This sign-in was not started in this browser, took too long, or was already used. Please sign in again.",
-			cause:   errors.New("state missing or not bound to this browser")})
-		return
-	}
-	http.SetCookie(w, clearLogin)
-	sh := hashString(state)
-	sealed, err := s.store.TakeLogin(r.Context(), sh)
-	if errors.Is(err, store.ErrNotFound) {
-		s.fail(w, r, &authError{status: http.StatusBadRequest, title: "Sign-in expired",
-			message: "This sign-in took too long or was already used. Please sign in again.", cause: err})
-		return
-	}
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	var rec loginRecord
-	plain, err := s.seal.open(sealed, sh)
 	if err == nil {
-		err = json.Unmarshal(plain, &rec)
+		rec, err = s.openLogin(c.Value)
+	}
+	state := q.Get("state")
+	if err == nil && (state == "" || subtle.ConstantTimeCompare([]byte(state), []byte(rec.State)) != 1) {
+		err = errors.New("state does not match this browser's sign-in")
 	}
 	if err != nil {
-		s.fail(w, r, &authError{status: http.StatusBadRequest, title: "Sign-in expired",
-			message: "This sign-in can no longer be completed. Please sign in again.", cause: err})
+		expired("This sign-in was not started in this browser, took too long, or was already used. Please sign in again.", err)
+		return
+	}
+	http.SetCookie(w, s.loginCookie("", -1))
+	if !s.now().Before(time.Unix(rec.Expires, 0)) {
+		expired("This sign-in took too long. Please sign in again.", errors.New("login cookie expired"))
+		return
+	}
+	if !s.spentLogins.spend(rec.State, time.Unix(rec.Expires, 0), s.now()) {
+		expired("This sign-in was already used. Please sign in again.", errors.New("login state replayed"))
 		return
 	}
 
@@ -318,31 +286,17 @@ func (s *Server) handleCallback(w http.ResponseWriter, r *http.Request) {
 			message: "The identity provider's answer did not pass cartclass's checks, so you were not signed in. Please try again.", cause: err})
 		return
 	}
-	var claims struct {
-		Name              string   `json:"name"`
-		PreferredUsername string   `json:"preferred_username"`
-		Email             string   `json:"email"`
-		Roles             []string `json:"roles"`
-		Groups            []string `json:"groups"`
-	}
-	if err := idt.Claims(&claims); err != nil {
+	u, err := s.userFromIDToken(idt, rawID)
+	if err != nil {
 		s.fail(w, r, &authError{status: http.StatusUnauthorized, title: "Sign-in could not be verified",
 			message: "The identity provider's answer could not be read. Please try again.", cause: err})
 		return
 	}
-	u := User{
-		Issuer: idt.Issuer, Subject: idt.Subject, Email: claims.Email,
-		Name:    firstNonEmpty(claims.Name, claims.PreferredUsername, claims.Email, idt.Subject),
-		Role:    s.roleOf(idt.Subject, claims.Roles, claims.Groups),
-		IDToken: rawID,
-	}
-	// Keep an admin's tokens for pushing before the session exists, so a failure here
-	// leaves nobody half signed in.
-	if u.Role >= RoleAdmin {
-		if err := s.signedIn(r.Context(), u.Subject, tok); err != nil {
-			s.fail(w, r, err)
-			return
-		}
+	// Keep the tokens before the session exists, so a failure here leaves nobody half
+	// signed in: the refresh token re-reads roles later, and pushes an admin's changes.
+	if err := s.signedIn(r.Context(), u, tok); err != nil {
+		s.fail(w, r, err)
+		return
 	}
 
 	// Rotate: whatever session this browser had ends, and a new id is issued.
@@ -358,6 +312,7 @@ func (s *Server) handleCallback(w http.ResponseWriter, r *http.Request) {
 	sess.ID, sess.IsNew = "", true
 	clear(sess.Values)
 	sess.Values[keyUser] = u
+	sess.Values[keyRolesChecked] = s.now()
 	if err := sess.Save(r, w); err != nil {
 		s.fail(w, r, err)
 		return
@@ -459,7 +414,10 @@ func (s *Server) sessionUser(r *http.Request) (User, bool, error) {
 		return User{}, false, err
 	}
 	u, ok := sess.Values[keyUser].(User)
-	return u, ok, nil
+	if !ok {
+		return User{}, false, nil
+	}
+	return s.recheckRole(r, sess, u)
 }
 
 // require wraps a handler so that only people with at least role min reach it. Signed-out

@@ -38,16 +38,26 @@ type Config struct {
 	SessionKeys [][]byte      // CARTCLASS_SESSION_KEY: the first seals, all open (rotation)
 	SessionIdle time.Duration // CARTCLASS_SESSION_IDLE
 	SessionMax  time.Duration // CARTCLASS_SESSION_MAX
+	RoleRecheck time.Duration // CARTCLASS_ROLE_RECHECK: roles are re-read from the provider this often
 
-	GraphURL          string   // CARTCLASS_GRAPH_URL: base URL, e.g. https://graph.microsoft.com/beta
-	GraphAuth         string   // CARTCLASS_GRAPH_AUTH: "delegated" or "app"
-	GraphScopes       []string // CARTCLASS_GRAPH_SCOPES: requested at login in delegated mode
-	GraphTokenURL     string   // CARTCLASS_GRAPH_TOKEN_URL: app mode; empty = the provider's token endpoint
-	GraphClientID     string   // CARTCLASS_GRAPH_CLIENT_ID: app mode; empty means the OIDC client (see GraphClient)
-	GraphClientSecret string   // CARTCLASS_GRAPH_CLIENT_SECRET; empty means the OIDC client's
-	GraphAppScope     string   // CARTCLASS_GRAPH_APP_SCOPE
-	GraphWritesPer20s int      // CARTCLASS_GRAPH_WRITES_PER_20S: pacing below Intune's limit; 0 lifts it
+	GraphURL          string    // CARTCLASS_GRAPH_URL: base URL, e.g. https://graph.microsoft.com/beta
+	GraphAuth         GraphAuth // CARTCLASS_GRAPH_AUTH
+	GraphScopes       []string  // CARTCLASS_GRAPH_SCOPES: requested at login in delegated mode
+	GraphTokenURL     string    // CARTCLASS_GRAPH_TOKEN_URL: app mode; empty = the provider's token endpoint
+	GraphClientID     string    // CARTCLASS_GRAPH_CLIENT_ID: app mode; empty means the OIDC client (see GraphClient)
+	GraphClientSecret string    // CARTCLASS_GRAPH_CLIENT_SECRET; empty means the OIDC client's
+	GraphAppScope     string    // CARTCLASS_GRAPH_APP_SCOPE
+	GraphWritesPer20s int       // CARTCLASS_GRAPH_WRITES_PER_20S: pacing below Intune's limit; 0 lifts it
 }
+
+// GraphAuth is how cartclass authenticates its pushes to Graph.
+type GraphAuth string
+
+// The Graph auth modes of CARTCLASS_GRAPH_AUTH.
+const (
+	GraphAuthDelegated GraphAuth = "delegated" // the token of the admin who made the change
+	GraphAuthApp       GraphAuth = "app"       // cartclass's own client credentials
+)
 
 // Secure reports whether cartclass is served over https (Secure, __Host- cookies, HSTS).
 func (c Config) Secure() bool { return c.PublicURL != nil && c.PublicURL.Scheme == "https" }
@@ -93,6 +103,7 @@ var Vars = []Var{
 	{Name: "CARTCLASS_SESSION_KEY", Default: "(required)", DevNote: "random per start", Usage: "≥ 32 random bytes, base64 or hex; comma-separated for rotation, the first is current; seals tokens at rest", Secret: true},
 	{Name: "CARTCLASS_SESSION_IDLE", Default: "8h", Usage: "sign out after this long without activity"},
 	{Name: "CARTCLASS_SESSION_MAX", Default: "24h", Usage: "sign out this long after sign-in, whatever the activity"},
+	{Name: "CARTCLASS_ROLE_RECHECK", Default: "10m", Usage: "re-read each signed-in person's roles from the identity provider (with their refresh token) at least this often; someone whose refresh is refused is signed out"},
 	{Name: "CARTCLASS_GRAPH_URL", Default: "https://graph.microsoft.com/beta", DevNote: "the built-in Graph emulator", Usage: "Graph base URL; the resource is <URL>/deviceManagement/cartToClassAssociations"},
 	{Name: "CARTCLASS_GRAPH_AUTH", Default: "delegated", Usage: "delegated: push with the token of the admin who made the change; app: client credentials"},
 	{Name: "CARTCLASS_GRAPH_SCOPES", Default: defaultGraphScopes, Usage: "Graph scopes requested at sign-in in delegated mode"},
@@ -157,8 +168,8 @@ func LoadConfig(getenv func(string) string, dev bool) (Config, error) {
 		}
 	}
 
-	cfg.GraphAuth = get("CARTCLASS_GRAPH_AUTH")
-	if cfg.GraphAuth != "delegated" && cfg.GraphAuth != "app" {
+	cfg.GraphAuth = GraphAuth(get("CARTCLASS_GRAPH_AUTH"))
+	if cfg.GraphAuth != GraphAuthDelegated && cfg.GraphAuth != GraphAuthApp {
 		bad("CARTCLASS_GRAPH_AUTH=%q: want delegated or app", cfg.GraphAuth)
 	}
 	cfg.GraphScopes = strings.Fields(get("CARTCLASS_GRAPH_SCOPES"))
@@ -184,7 +195,7 @@ func LoadConfig(getenv func(string) string, dev bool) (Config, error) {
 		cfg.OIDCScopes = strings.Fields(get("CARTCLASS_OIDC_SCOPES"))
 	} else {
 		cfg.OIDCScopes = []string{"openid", "profile", "email", "offline_access"}
-		if cfg.GraphAuth == "delegated" {
+		if cfg.GraphAuth == GraphAuthDelegated {
 			cfg.OIDCScopes = append(cfg.OIDCScopes, cfg.GraphScopes...)
 		}
 	}
@@ -206,7 +217,7 @@ func LoadConfig(getenv func(string) string, dev bool) (Config, error) {
 	for _, d := range []struct {
 		name string
 		dst  *time.Duration
-	}{{"CARTCLASS_SESSION_IDLE", &cfg.SessionIdle}, {"CARTCLASS_SESSION_MAX", &cfg.SessionMax}} {
+	}{{"CARTCLASS_SESSION_IDLE", &cfg.SessionIdle}, {"CARTCLASS_SESSION_MAX", &cfg.SessionMax}, {"CARTCLASS_ROLE_RECHECK", &cfg.RoleRecheck}} {
 		v, err := time.ParseDuration(get(d.name))
 		if err != nil || v <= 0 {
 			bad("%s=%q: want a positive duration such as 8h or 30m", d.name, get(d.name))

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"errors"
 	"net/http"
 
@@ -20,9 +21,23 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		tooBig    *http.MaxBytesError
 		authErr   *authError
 		forbidden *forbiddenError
+		limited   *rateLimitedError
 		e         views.ErrorInfo
 	)
+	if !errors.Is(err, errBadRequest) && (r.Context().Err() != nil || errors.Is(err, context.Canceled)) {
+		// The client went away (closed the tab, cut the body off): it is not cartclass's
+		// failure, and nobody is likely to read the answer.
+		s.log.Debug("request abandoned by the client", "method", r.Method, "path", r.URL.Path, "err", err)
+		w.WriteHeader(http.StatusBadRequest)
+		return
+	}
 	switch {
+	case errors.As(err, &limited):
+		w.Header().Set("Retry-After", limited.retryAfterSeconds())
+		e = views.ErrorInfo{Status: http.StatusTooManyRequests, Title: "Too many sign-in attempts",
+			Message: "This computer's network has started a lot of sign-ins in a short time, so cartclass is pausing them. " +
+				"Wait " + limited.retryAfterSeconds() + " seconds, then sign in again.",
+			ActionLabel: "Sign in", ActionURL: "/signin"}
 	case errors.As(err, &authErr):
 		s.log.Warn("sign-in failed", "reason", authErr.title, "err", authErr.cause)
 		e = views.ErrorInfo{Status: authErr.status, Title: authErr.title, Message: authErr.message, ActionLabel: "Sign in again", ActionURL: "/signin"}

@@ -2,6 +2,7 @@ package web
 
 import (
 	"bytes"
+	"context"
 	"net/http"
 
 	"github.com/a-h/templ"
@@ -19,7 +20,9 @@ func isHTMX(r *http.Request) bool {
 // becomes a clean 500 and headers (cookies) are complete before the body.
 func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, c templ.Component) {
 	var buf bytes.Buffer
-	if err := c.Render(r.Context(), &buf); err != nil {
+	// Rendering only fills a buffer; a client that has stopped sending (a cut-off body)
+	// may still be reading, so its answer is rendered even when the request is cancelled.
+	if err := c.Render(context.WithoutCancel(r.Context()), &buf); err != nil {
 		s.log.Error("render failed", "method", r.Method, "path", r.URL.Path, "err", err)
 		http.Error(w, "Internal server error", http.StatusInternalServerError)
 		return
@@ -88,6 +91,9 @@ var flashes = map[string]views.Flash{
 	"retrying":   {Kind: "info", Message: "Sending it to Intune again."},
 	"recreating": {Kind: "info", Message: "Re-creating it in Intune."},
 	"pushing":    {Kind: "info", Message: "Pushing now."},
+	"ended":      {Kind: "success", Message: "Session signed out: that browser must sign in again."},
+	"ended-none": {Kind: "info", Message: "That session had already ended."},
+	"ended-rest": {Kind: "success", Message: "Every other session is signed out."},
 }
 
 // flashCookie is the cookie carrying a flash key across a redirect: __Host- prefixed and

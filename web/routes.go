@@ -15,7 +15,9 @@ const maxBodyBytes = 1 << 20
 //	crossOrigin (403 for cross-site writes) → limitBody (413) → mux → require(role) per route
 //
 // require sends signed-out browsers to sign-in and answers 403 to people without the role,
-// for pages and htmx fragments alike.
+// for pages and htmx fragments alike; it is also where a role older than
+// CARTCLASS_ROLE_RECHECK is re-read from the identity provider. limitSignIn gives each client
+// address a budget for the two sign-in endpoints anyone can reach (429 past it).
 func (s *Server) routes() http.Handler {
 	viewer := func(h http.HandlerFunc) http.HandlerFunc { return s.require(RoleViewer, h) }
 	admin := func(h http.HandlerFunc) http.HandlerFunc { return s.require(RoleAdmin, h) }
@@ -25,8 +27,8 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /healthz", s.handleHealthz)
 
 	mux.HandleFunc("GET /signin", s.handleSignIn)
-	mux.HandleFunc("POST /auth/login", s.handleLogin)
-	mux.HandleFunc("GET /auth/callback", s.handleCallback)
+	mux.HandleFunc("POST /auth/login", s.limitSignIn(s.handleLogin))
+	mux.HandleFunc("GET /auth/callback", s.limitSignIn(s.handleCallback))
 	mux.HandleFunc("POST /auth/logout", s.handleLogout)
 	mux.HandleFunc("GET /signedout", s.handleSignedOut)
 
@@ -43,6 +45,9 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("POST /associations/{id}/recreate", admin(s.handleAssociationRecreate))
 	mux.HandleFunc("GET /sync", admin(s.handleSyncPanel))
 	mux.HandleFunc("POST /sync/push-now", admin(s.handlePushNow))
+	mux.HandleFunc("GET /sessions", admin(s.handleSessionList))
+	mux.HandleFunc("POST /sessions/{handle}/end", admin(s.handleSessionEnd))
+	mux.HandleFunc("POST /sessions/end-others", admin(s.handleSessionEndOthers))
 	mux.HandleFunc("/", s.handleNotFound)
 
 	var h http.Handler = mux

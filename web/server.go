@@ -6,8 +6,10 @@ package web
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/cartclass/cartclass/graph"
@@ -28,7 +30,6 @@ type Store interface {
 	GetUserToken(ctx context.Context, subject string) ([]byte, error)
 	ActorName(ctx context.Context, subject string) (string, error)
 	SessionStore
-	push.Store
 }
 
 // Server serves cartclass's pages.
@@ -43,6 +44,12 @@ type Server struct {
 	now        func() time.Time
 	handler    http.Handler
 	baseCtx    context.Context // lives as long as the server
+
+	signInLimiter *clientLimiter // per-client budget for the sign-in endpoints
+	tarpit        chan struct{}  // slots for answers held back from clients past their budget
+	spentLogins   spentLogins    // sign-ins already completed, refused if replayed
+	refreshLocks  sync.Map       // subject → *sync.Mutex: one token refresh at a time per person
+	roleChecks    roleChecks
 
 	graph     *graph.Client
 	pushOpts  []push.Option
@@ -66,13 +73,20 @@ func New(ctx context.Context, cfg Config, st Store, log *slog.Logger, opts ...Op
 	}
 	s := &Server{
 		cfg: cfg, store: st, log: log, seal: seal, now: time.Now, baseCtx: ctx,
-		httpClient: &http.Client{Timeout: 15 * time.Second},
+		httpClient:    &http.Client{Timeout: 15 * time.Second},
+		signInLimiter: newClientLimiter(signInRate, signInBurst, maxLimited),
+		tarpit:        make(chan struct{}, tarpitSlots),
 	}
 	for _, o := range opts {
 		o(s)
 	}
 	if s.graph != nil {
-		s.pusher = s.newPusher()
+		// The pusher has a store interface of its own; no handler uses it.
+		ps, ok := st.(push.Store)
+		if !ok {
+			return nil, errors.New("web.New: pushing to Graph needs a store that implements push.Store")
+		}
+		s.pusher = s.newPusher(ps)
 	}
 	s.sessions = &sessionStore{db: st, seal: seal, idle: cfg.SessionIdle, max: cfg.SessionMax, secure: cfg.Secure(), now: func() time.Time { return s.now() }, log: log}
 	s.oidc, err = newOIDCClient(ctx, cfg, s.httpClient)

@@ -27,9 +27,11 @@ type SessionStore interface {
 	GetSession(ctx context.Context, idHash []byte) (store.Session, error)
 	TouchSession(ctx context.Context, idHash []byte, at time.Time) error
 	DeleteSession(ctx context.Context, idHash []byte) error
-	PutLogin(ctx context.Context, stateHash, data []byte, expires time.Time) error
-	TakeLogin(ctx context.Context, stateHash []byte) ([]byte, error)
-	DeleteExpired(ctx context.Context, now, idleBefore time.Time) (int64, error)
+	DeleteSubjectSessions(ctx context.Context, subject string) (int64, error)
+	DeleteSessionsExcept(ctx context.Context, keep []byte) (int64, error)
+	SetSubjectRole(ctx context.Context, subject string, role int, checkedAt time.Time) (int64, error)
+	ListSessions(ctx context.Context) ([]store.Session, error)
+	DeleteExpired(ctx context.Context, createdBefore, idleBefore time.Time) (int64, error)
 }
 
 // sealer encrypts small values with AES-256-GCM. The first key seals; every key opens, so
@@ -80,6 +82,10 @@ func (s *sealer) open(sealed, ad []byte) ([]byte, error) {
 const (
 	keyUser      = "user"
 	keyCreatedAt = "created_at"
+	// keyRolesChecked is when the user's role was last read from the identity provider.
+	// It and the role are kept in plain columns of the session row (so one re-check
+	// updates every session of a person); New copies them into the values.
+	keyRolesChecked = "roles_checked"
 )
 
 func init() {
@@ -89,7 +95,8 @@ func init() {
 
 // sessionStore is a gorilla/sessions Store backed by SQLite: the cookie carries only a
 // random 256-bit id; the values live server-side, sealed, under a hash of the id. Idle and
-// absolute lifetimes are enforced here, on the server.
+// absolute lifetimes are enforced here, on the server, at each request from the sign-in
+// time and the limits configured now: lowering a limit ends older sessions at once.
 type sessionStore struct {
 	db     SessionStore
 	seal   *sealer
@@ -142,8 +149,10 @@ func (st *sessionStore) New(r *http.Request, name string) (*sessions.Session, er
 		return s, nil
 	}
 	now := st.now()
-	if !now.Before(row.ExpiresAt) || now.Sub(row.LastSeenAt) >= st.idle {
-		st.db.DeleteSession(r.Context(), h)
+	if !now.Before(row.CreatedAt.Add(st.max)) || now.Sub(row.LastSeenAt) >= st.idle {
+		if err := st.db.DeleteSession(r.Context(), h); err != nil {
+			st.log.Warn("expired session not deleted", "err", err) // the clean-up will
+		}
 		return s, nil
 	}
 	plain, err := st.seal.open(row.Data, h)
@@ -154,6 +163,18 @@ func (st *sessionStore) New(r *http.Request, name string) (*sessions.Session, er
 		return s, nil
 	}
 	s.ID, s.IsNew = c.Value, false
+	if u, ok := s.Values[keyUser].(User); ok {
+		// The row's role is current: a re-check may have changed it for every session of
+		// this person. A row from before re-checks existed counts as checked at sign-in.
+		checked := row.RolesCheckedAt
+		if checked.IsZero() {
+			checked = row.CreatedAt
+		} else {
+			u.Role = Role(row.Role)
+		}
+		s.Values[keyUser] = u
+		s.Values[keyRolesChecked] = checked
+	}
 	// Record activity at most once a minute so reads stay reads. A page refreshing itself
 	// on a timer is not the admin's activity: an open sync panel must not keep a
 	// session alive forever.
@@ -199,14 +220,12 @@ func (st *sessionStore) Save(r *http.Request, w http.ResponseWriter, s *sessions
 	if err := gob.NewEncoder(&buf).Encode(s.Values); err != nil {
 		return fmt.Errorf("encode session: %w", err)
 	}
-	var subject string
+	row := store.Session{IDHash: h, Data: st.seal.seal(buf.Bytes(), h), CreatedAt: created, LastSeenAt: now}
 	if u, ok := s.Values[keyUser].(User); ok {
-		subject = u.Subject
+		row.Subject, row.Name, row.Role = u.Subject, u.Name, int(u.Role)
+		row.RolesCheckedAt, _ = s.Values[keyRolesChecked].(time.Time)
 	}
-	err := st.db.PutSession(r.Context(), store.Session{
-		IDHash: h, Subject: subject, Data: st.seal.seal(buf.Bytes(), h),
-		CreatedAt: created, LastSeenAt: now, ExpiresAt: created.Add(st.max),
-	})
+	err := st.db.PutSession(r.Context(), row)
 	if err != nil {
 		return err
 	}
@@ -241,7 +260,7 @@ func (s *Server) RunSessionCleanup(ctx context.Context, every time.Duration) {
 	defer t.Stop()
 	for {
 		now := s.now()
-		n, err := s.store.DeleteExpired(ctx, now, now.Add(-s.cfg.SessionIdle))
+		n, err := s.store.DeleteExpired(ctx, now.Add(-s.cfg.SessionMax), now.Add(-s.cfg.SessionIdle))
 		switch {
 		case err != nil && ctx.Err() == nil:
 			s.log.Error("session cleanup failed", "err", err)

@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"strings"
+	"time"
 
 	"github.com/cartclass/cartclass/graph"
 	"github.com/cartclass/cartclass/push"
@@ -14,6 +14,11 @@ import (
 
 // Option configures a Server.
 type Option func(*Server)
+
+// WithClock replaces the server's clock (sessions, sign-in, role re-checks); tests move it.
+func WithClock(now func() time.Time) Option {
+	return func(s *Server) { s.now = now }
+}
 
 // WithGraph makes the server push every save to Microsoft Graph through gc, with a push
 // worker that RunPusher runs. Without it saves stay local (tests of pages alone).
@@ -33,10 +38,10 @@ func (s *Server) RunPusher(ctx context.Context) {
 }
 
 // newPusher builds the push worker with the token source of the configured mode.
-func (s *Server) newPusher() *push.Worker {
+func (s *Server) newPusher(ps push.Store) *push.Worker {
 	var tokens push.TokenSourcer
 	var mode []push.Option
-	if s.cfg.GraphAuth == "app" {
+	if s.cfg.GraphAuth == GraphAuthApp {
 		tokens = &appTokens{s: s}
 		mode = append(mode, push.WithAppOnly())
 	} else {
@@ -49,7 +54,7 @@ func (s *Server) newPusher() *push.Worker {
 		push.WithScopes(s.cfg.GraphScopes...),
 	}, mode...)
 	opts = append(opts, s.pushOpts...)
-	return push.New(s.store, s.graph, tokens, opts...)
+	return push.New(ps, s.graph, tokens, opts...)
 }
 
 // kick tells the worker a change is waiting.
@@ -65,23 +70,13 @@ func (s *Server) banner(ctx context.Context) *views.Banner {
 		return nil
 	}
 	st := s.pusher.Status()
-	switch st.Reason {
-	case "throttled":
-		return &views.Banner{Kind: "warning", Message: "Microsoft Graph asked cartclass to slow down: pushing is paused until " + st.Until.UTC().Format("15:04:05 UTC") + "."}
-	case "permission":
-		return &views.Banner{Kind: "danger", Message: "Pushing to Microsoft Graph is paused: the permission " + st.Scope + " is missing."}
-	case "credentials":
-		return &views.Banner{Kind: "danger", Message: "Pushing to Microsoft Graph is paused: Graph refused cartclass's own credentials. " +
-			"Check CARTCLASS_GRAPH_CLIENT_ID, CARTCLASS_GRAPH_CLIENT_SECRET and the app's tenant, then press Push now."}
-	case "signin":
-		names := make([]string, 0, len(st.Subjects))
+	var names []string
+	if st.Reason == push.ReasonSignIn {
 		for _, sub := range st.Subjects {
 			names = append(names, s.nameOf(ctx, sub))
 		}
-		return &views.Banner{Kind: "warning", Message: "Changes by " + strings.Join(names, ", ") +
-			" wait to reach Intune: their sign-in expired. They can sign in again, or any admin can press Push now."}
 	}
-	return nil
+	return views.PauseBanner(st.Reason, st.Until, st.Scope, names)
 }
 
 func (s *Server) handleSyncPanel(w http.ResponseWriter, r *http.Request) {
@@ -102,7 +97,7 @@ func (s *Server) handleSyncPanel(w http.ResponseWriter, r *http.Request) {
 	st := s.pusher.Status()
 	o := views.SyncOverview{
 		Depth: stats.Depth, OldestAge: stats.OldestAge, LastSuccess: st.LastSuccess,
-		Reason: st.Reason, Until: st.Until, Scope: st.Scope, Mode: s.cfg.GraphAuth, Unsynced: unsynced.Total,
+		Reason: st.Reason, Until: st.Until, Scope: st.Scope, AppOnly: s.cfg.GraphAuth == GraphAuthApp, Unsynced: unsynced.Total,
 	}
 	for _, sub := range st.Subjects {
 		o.Waiting = append(o.Waiting, s.nameOf(r.Context(), sub))

@@ -127,7 +127,7 @@ func newTestApp(t testing.TB) *testApp {
 
 // newSignedOutApp builds the app on the database file at path (created if missing), with
 // nobody signed in.
-func newSignedOutApp(t testing.TB, path string) *testApp {
+func newSignedOutApp(t testing.TB, path string, opts ...web.Option) *testApp {
 	t.Helper()
 	st, err := store.Open(context.Background(), path)
 	if err != nil {
@@ -141,7 +141,7 @@ func newSignedOutApp(t testing.TB, path string) *testApp {
 	if err != nil {
 		t.Fatalf("test configuration: %v", err)
 	}
-	srv, err := web.New(context.Background(), cfg, st, slog.New(slog.DiscardHandler))
+	srv, err := web.New(context.Background(), cfg, st, slog.New(slog.DiscardHandler), opts...)
 	if err != nil {
 		t.Fatalf("web.New: %v", err)
 	}

@@ -62,9 +62,8 @@ func (a *appTokens) Invalidate(string) {
 type delegatedTokens struct {
 	s      *Server
 	mu     sync.Mutex
-	pushAs map[string]loan        // author subject → the admin who pressed Push now for them
-	stale  map[string]bool        // subjects whose token Graph refused: refresh next time
-	locks  map[string]*sync.Mutex // one refresh at a time per subject
+	pushAs map[string]loan // author subject → the admin who pressed Push now for them
+	stale  map[string]bool // subjects whose token Graph refused: refresh next time
 }
 
 func (d *delegatedTokens) TokenSource(ctx context.Context, subject string) (oauth2.TokenSource, error) {
@@ -126,19 +125,12 @@ func (d *delegatedTokens) source(ctx context.Context, subject string) (oauth2.To
 	return subjectTokens{d: d, subject: subject}, nil
 }
 
-// lock returns subject's refresh lock.
-func (d *delegatedTokens) lock(subject string) *sync.Mutex {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.locks == nil {
-		d.locks = map[string]*sync.Mutex{}
-	}
-	l := d.locks[subject]
-	if l == nil {
-		l = &sync.Mutex{}
-		d.locks[subject] = l
-	}
-	return l
+// subjectLock returns subject's refresh lock: one refresh at a time per person, whoever
+// asks (a push, or a role re-check), since the provider may rotate the refresh token and
+// refuse its second use.
+func (s *Server) subjectLock(subject string) *sync.Mutex {
+	l, _ := s.refreshLocks.LoadOrStore(subject, &sync.Mutex{})
+	return l.(*sync.Mutex)
 }
 
 // subjectTokens hands out one person's stored access token, refreshing and saving it back
@@ -152,10 +144,10 @@ type subjectTokens struct {
 // changes must not both spend the refresh token, since the provider may rotate it and
 // refuse the second use (which would wrongly ask the admin to sign in again).
 func (t subjectTokens) Token() (*oauth2.Token, error) {
-	l := t.d.lock(t.subject)
+	s := t.d.s
+	l := s.subjectLock(t.subject)
 	l.Lock()
 	defer l.Unlock()
-	s := t.d.s
 	ctx := s.baseCtx
 	tok, err := s.loadUserToken(ctx, t.subject)
 	if err != nil {
@@ -170,24 +162,58 @@ func (t subjectTokens) Token() (*oauth2.Token, error) {
 	if tok.Valid() {
 		return tok, nil
 	}
+	fresh, _, err := s.refreshUser(ctx, t.subject, tok)
+	return fresh, err
+}
+
+// refreshUser spends subject's refresh token, saves the rotated tokens and, when the
+// provider sent a new ID token (Entra does when openid is asked), re-reads the person's
+// roles from it for every session they have. Caller holds subjectLock(subject). A refresh
+// the provider will never accept (or no refresh token) is push.ErrSignInNeeded; confirmed
+// is false when no ID token came back.
+func (s *Server) refreshUser(ctx context.Context, subject string, tok *oauth2.Token) (fresh *oauth2.Token, confirmed *User, err error) {
 	if tok.RefreshToken == "" {
-		return nil, fmt.Errorf("%w: the token of %s expired and there is no refresh token", push.ErrSignInNeeded, t.subject)
+		return nil, nil, fmt.Errorf("%w: the token of %s expired and there is no refresh token", push.ErrSignInNeeded, subject)
 	}
-	oc, _, err := s.oidc.ready()
+	oc, verifier, err := s.oidc.ready()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	fresh, err := oc.TokenSource(oidc.ClientContext(ctx, s.httpClient), tok).Token()
+	ctx = oidc.ClientContext(ctx, s.httpClient)
+	old := *tok
+	old.Expiry = time.Unix(1, 0) // the source refreshes only an expired token
+	fresh, err = oc.TokenSource(ctx, &old).Token()
 	if err != nil {
 		if grantRefused(err) {
-			return nil, fmt.Errorf("%w: refresh for %s refused: %v", push.ErrSignInNeeded, t.subject, err)
+			return nil, nil, fmt.Errorf("%w: refresh for %s refused: %v", push.ErrSignInNeeded, subject, err)
 		}
-		return nil, err // the provider is down or slow: retried with backoff
+		return nil, nil, err // the provider is down or slow: retried
 	}
-	if err := s.saveUserToken(ctx, t.subject, fresh); err != nil {
-		return nil, err
+	if err := s.saveUserToken(ctx, subject, fresh); err != nil {
+		return nil, nil, err
 	}
-	return fresh, nil
+	rawID, _ := fresh.Extra("id_token").(string)
+	if rawID == "" {
+		return fresh, nil, nil
+	}
+	idt, err := verifier.Verify(ctx, rawID)
+	if err == nil && idt.Subject != subject {
+		err = fmt.Errorf("refreshed ID token is for %q", idt.Subject)
+	}
+	var u User
+	if err == nil {
+		u, err = s.userFromIDToken(idt, rawID)
+	}
+	if err != nil {
+		// A token that fails verification confirms nothing; the tokens are still good for
+		// Graph, which checks them itself.
+		s.log.Warn("refreshed ID token refused", "sub", subject, "err", err)
+		return fresh, nil, nil
+	}
+	if _, err := s.store.SetSubjectRole(ctx, subject, int(u.Role), s.now()); err != nil {
+		return fresh, nil, err
+	}
+	return fresh, &u, nil
 }
 
 // grantRefused tells a grant (refresh token or authorization code) the provider will never
@@ -235,15 +261,16 @@ func (s *Server) loadUserToken(ctx context.Context, subject string) (*oauth2.Tok
 	return &oauth2.Token{AccessToken: st.AccessToken, RefreshToken: st.RefreshToken, Expiry: st.Expiry, TokenType: "Bearer"}, nil
 }
 
-// signedIn keeps the new sign-in's tokens for pushing (delegated mode) and lets the worker
+// signedIn keeps the new sign-in's tokens, so that roles can be re-read with its refresh
+// token and, in delegated mode, an admin's changes pushed with it; then it lets the worker
 // retry what waited for this person.
-func (s *Server) signedIn(ctx context.Context, subject string, tok *oauth2.Token) error {
-	if s.pusher == nil || s.cfg.GraphAuth != "delegated" {
-		return nil
-	}
-	if err := s.saveUserToken(ctx, subject, tok); err != nil {
+func (s *Server) signedIn(ctx context.Context, u User, tok *oauth2.Token) error {
+	if err := s.saveUserToken(ctx, u.Subject, tok); err != nil {
 		return err
 	}
-	s.delegated.signedIn(subject)
-	return s.pusher.SignedIn(ctx, subject)
+	if s.pusher == nil || s.delegated == nil || u.Role < RoleAdmin {
+		return nil
+	}
+	s.delegated.signedIn(u.Subject)
+	return s.pusher.SignedIn(ctx, u.Subject)
 }

@@ -349,6 +349,19 @@ func (p *Provider) SetAutoLogin(subject string) error {
 	return nil
 }
 
+// SetRoles replaces the roles and groups of the user with subject, as an admin changing
+// app-role or group assignments at the provider would: every token issued from now on,
+// refreshed ones included, carries the new claims.
+func (p *Provider) SetRoles(subject string, roles, groups []string) error {
+	return p.storage.setRoles(subject, roles, groups)
+}
+
+// RevokeRefreshTokens ends the refresh tokens of the user with subject: their next
+// refresh is refused with invalid_grant.
+func (p *Provider) RevokeRefreshTokens(subject string) {
+	p.storage.revokeRefreshTokens(subject)
+}
+
 func (p *Provider) autoLoginSubject() string {
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -45,7 +45,9 @@ type storage struct {
 	key        *rsa.PrivateKey
 	kid        string
 	clients    map[string]*client
-	users      map[string]*User
+
+	usersMu sync.RWMutex
+	users   map[string]*User // entries are replaced, never changed in place
 
 	mu            sync.Mutex
 	authRequests  map[string]*authRequest
@@ -89,7 +91,35 @@ func newStorage(cfg Config, key *rsa.PrivateKey, kid string, loginURL func(strin
 }
 
 func (s *storage) user(subject string) *User {
-	return s.users[subject] // read-only after newStorage
+	s.usersMu.RLock()
+	defer s.usersMu.RUnlock()
+	return s.users[subject]
+}
+
+// setRoles replaces a user's roles and groups; tokens issued from now on carry them.
+func (s *storage) setRoles(subject string, roles, groups []string) error {
+	s.usersMu.Lock()
+	defer s.usersMu.Unlock()
+	u, ok := s.users[subject]
+	if !ok {
+		return fmt.Errorf("devidp: no user with subject %q", subject)
+	}
+	next := *u
+	next.Roles, next.Groups = slices.Clone(roles), slices.Clone(groups)
+	s.users[subject] = &next
+	return nil
+}
+
+// revokeRefreshTokens makes every refresh token of subject invalid, as an admin at the
+// provider revoking the user's sessions would.
+func (s *storage) revokeRefreshTokens(subject string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k, t := range s.refreshTokens {
+		if t.subject == subject {
+			delete(s.refreshTokens, k)
+		}
+	}
 }
 
 // --- auth requests and codes
