@@ -111,7 +111,7 @@ const selectAssociation = "SELECT " + columns + " FROM associations LEFT JOIN ou
 
 // GetAssociation returns the association with the given local id, or ErrNotFound.
 func (s *Store) GetAssociation(ctx context.Context, id int64) (Association, error) {
-	a, err := scanAssociation(s.read.QueryRowContext(ctx, selectAssociation+" WHERE id = ?", id))
+	a, err := scanAssociation(s.readRow(ctx, selectAssociation+" WHERE id = ?", id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Association{}, ErrNotFound
 	}

@@ -520,7 +520,7 @@ func (s *Store) PutUserToken(ctx context.Context, subject string, data []byte) e
 // GetUserToken returns the sealed token data of subject, or ErrNotFound.
 func (s *Store) GetUserToken(ctx context.Context, subject string) ([]byte, error) {
 	var data []byte
-	err := s.read.QueryRowContext(ctx, `SELECT data FROM user_tokens WHERE subject = ?`, subject).Scan(&data)
+	err := s.readRow(ctx, `SELECT data FROM user_tokens WHERE subject = ?`, subject).Scan(&data)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
 	}

@@ -118,11 +118,12 @@ func (s *Store) ListAssociations(ctx context.Context, f ListFilter) (Association
 	limit := max(minCountCap, f.Page*f.PerPage)
 
 	// One read transaction: the count and the page see the same rows.
-	tx, err := s.read.BeginTx(ctx, nil)
+	sqlTx, err := s.read.BeginTx(ctx, nil)
 	if err != nil {
 		return page, fmt.Errorf("list associations: %w", err)
 	}
-	defer tx.Rollback()
+	defer sqlTx.Rollback()
+	tx := readTx{s, sqlTx}
 
 	// A search within a filter (NotSynced) walks the filter's rows when they are few: a
 	// common word matches far more rows than are usually waiting for Graph.
@@ -188,7 +189,7 @@ func where(conds []string) string {
 }
 
 // countMatches counts the rows srch (may be nil) and conds select, stopping at upTo.
-func countMatches(ctx context.Context, tx *sql.Tx, srch *search, conds []string, upTo int) (int, error) {
+func countMatches(ctx context.Context, tx readTx, srch *search, conds []string, upTo int) (int, error) {
 	var n int
 	if srch == nil {
 		err := tx.QueryRowContext(ctx, "SELECT count(*) FROM (SELECT 1 FROM associations"+where(conds)+" LIMIT ?)", upTo).Scan(&n)
@@ -205,7 +206,7 @@ func countMatches(ctx context.Context, tx *sql.Tx, srch *search, conds []string,
 
 // fromIndex reads every match of srch from its index and sorts them: its cost follows the
 // number of matches. The sort keeps only the row ids; the page's rows are read after.
-func fromIndex(ctx context.Context, tx *sql.Tx, srch *search, conds []string, order listOrder, offset, limit int) ([]Association, error) {
+func fromIndex(ctx context.Context, tx readTx, srch *search, conds []string, order listOrder, offset, limit int) ([]Association, error) {
 	conds = append([]string{"instr(search_text, ?) > 0"}, conds...)
 	return queryAssociations(ctx, tx, selectAssociation+" WHERE id IN (SELECT id FROM "+srch.candidates+
 		" CROSS JOIN associations ON id = match_id"+where(conds)+
@@ -217,7 +218,7 @@ func fromIndex(ctx context.Context, tx *sql.Tx, srch *search, conds []string, or
 // srch (nil: no search) and conds. With bound > 0 it looks at no more than the first
 // bound rows that conds select, and may then return a short page although more matches
 // lie beyond.
-func walk(ctx context.Context, tx *sql.Tx, srch *search, conds []string, order listOrder, bound, offset, limit int) ([]Association, error) {
+func walk(ctx context.Context, tx readTx, srch *search, conds []string, order listOrder, bound, offset, limit int) ([]Association, error) {
 	tests, args := rowTests(srch, conds)
 	if bound > 0 {
 		// The bound is the bound-th row's key, read from the order's index alone; the walk
@@ -261,7 +262,7 @@ func rowTests(srch *search, conds []string) ([]string, []any) {
 	return tests, args
 }
 
-func queryAssociations(ctx context.Context, tx *sql.Tx, query string, args ...any) ([]Association, error) {
+func queryAssociations(ctx context.Context, tx readTx, query string, args ...any) ([]Association, error) {
 	rows, err := tx.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err

@@ -64,7 +64,7 @@ func scanSession(row scanner, data *[]byte) (Session, error) {
 // GetSession returns the session with the given id hash, or ErrNotFound.
 func (s *Store) GetSession(ctx context.Context, idHash []byte) (Session, error) {
 	var data []byte
-	sess, err := scanSession(s.read.QueryRowContext(ctx, `SELECT `+sessionColumns+`, data FROM sessions WHERE id_hash = ?`, idHash), &data)
+	sess, err := scanSession(s.readRow(ctx, `SELECT `+sessionColumns+`, data FROM sessions WHERE id_hash = ?`, idHash), &data)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Session{}, ErrNotFound
 	}

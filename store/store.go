@@ -18,6 +18,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
@@ -45,6 +46,9 @@ type Store struct {
 	// gate is held by whoever uses write. Blocked senders on a Go channel are woken in the
 	// order they arrived; database/sql's own queue for a free connection is not FIFO.
 	gate chan struct{}
+	// stmts holds the read pool's prepared statements by their SQL (a fixed set of shapes:
+	// queries take their values as arguments), see prepared.
+	stmts sync.Map
 	// Now returns the current time; tests replace it.
 	Now func() time.Time
 }
@@ -173,10 +177,64 @@ func warm(ctx context.Context, db *sql.DB, n int) error {
 	return nil
 }
 
+// prepared returns the read pool's statement for query, prepared once and then on each
+// connection the first time it runs there (database/sql keeps those). modernc's SQLite
+// parses SQL in Go: preparing every query afresh was a sixth of a list page's cost.
+func (s *Store) prepared(ctx context.Context, query string) (*sql.Stmt, error) {
+	if st, ok := s.stmts.Load(query); ok {
+		return st.(*sql.Stmt), nil
+	}
+	st, err := s.read.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	if prev, loaded := s.stmts.LoadOrStore(query, st); loaded {
+		st.Close()
+		return prev.(*sql.Stmt), nil
+	}
+	return st, nil
+}
+
+// readRow runs a one-row query on the read pool through its prepared statement.
+func (s *Store) readRow(ctx context.Context, query string, args ...any) *sql.Row {
+	st, err := s.prepared(ctx, query)
+	if err != nil {
+		// A Row that reports err on Scan: the same as QueryRowContext would give.
+		return s.read.QueryRowContext(ctx, query, args...)
+	}
+	return st.QueryRowContext(ctx, args...)
+}
+
+// readTx is a read transaction whose queries use the prepared statements.
+type readTx struct {
+	s  *Store
+	tx *sql.Tx
+}
+
+func (r readTx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	st, err := r.s.prepared(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	return r.tx.StmtContext(ctx, st).QueryContext(ctx, args...)
+}
+
+func (r readTx) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	st, err := r.s.prepared(ctx, query)
+	if err != nil {
+		return r.tx.QueryRowContext(ctx, query, args...)
+	}
+	return r.tx.StmtContext(ctx, st).QueryRowContext(ctx, args...)
+}
+
 // Close closes the database.
 func (s *Store) Close() error {
 	var rerr error
 	if s.read != nil {
+		s.stmts.Range(func(_, st any) bool {
+			st.(*sql.Stmt).Close()
+			return true
+		})
 		rerr = s.read.Close()
 	}
 	return errors.Join(rerr, s.write.Close())
@@ -185,7 +243,7 @@ func (s *Store) Close() error {
 // Ping reports whether the database answers a query.
 func (s *Store) Ping(ctx context.Context) error {
 	var one int
-	if err := s.read.QueryRowContext(ctx, "SELECT 1").Scan(&one); err != nil {
+	if err := s.readRow(ctx, "SELECT 1").Scan(&one); err != nil {
 		return fmt.Errorf("ping store: %w", err)
 	}
 	return nil

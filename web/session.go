@@ -181,7 +181,7 @@ func (st *sessionStore) New(r *http.Request, name string) (*sessions.Session, er
 	if now.Sub(row.LastSeenAt) > time.Minute && !isPoll(r) {
 		// Best effort: a busy database must not sign a valid session out; the next
 		// request records the activity instead.
-		if err := st.db.TouchSession(r.Context(), h, now); err != nil {
+		if err := st.db.TouchSession(r.Context(), h, now); err != nil && r.Context().Err() == nil {
 			st.log.Warn("session activity not recorded", "err", err)
 		}
 	}
