@@ -48,7 +48,8 @@ type Store struct {
 	gate chan struct{}
 	// stmts holds the read pool's prepared statements by their SQL (a fixed set of shapes:
 	// queries take their values as arguments), see prepared.
-	stmts sync.Map
+	stmts     sync.Map
+	preparing sync.Map // queries being prepared in the background (see readTx)
 	// Now returns the current time; tests replace it.
 	Now func() time.Time
 }
@@ -130,13 +131,22 @@ func Open(ctx context.Context, path string) (*Store, error) {
 
 // createFile makes a missing database file 0600 (and its missing parent directories 0700)
 // before SQLite opens it: SQLite would create it with the process umask, readable by all,
-// and creates -wal and -shm with the main file's mode. An existing file is left as it is.
+// and creates -wal and -shm with the main file's mode. An existing file (and its -wal and
+// -shm) readable by others, as every database made before this rule is, is made 0600: it
+// holds the sessions and sealed tokens.
 func createFile(path string) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err
 	}
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if errors.Is(err, fs.ErrExist) {
+		for _, p := range []string{path, path + "-wal", path + "-shm"} {
+			if fi, err := os.Stat(p); err == nil && fi.Mode().Perm()&0o077 != 0 {
+				if err := os.Chmod(p, fi.Mode().Perm()&0o700); err != nil {
+					return err
+				}
+			}
+		}
 		return nil
 	}
 	if err != nil {
@@ -211,20 +221,39 @@ type readTx struct {
 	tx *sql.Tx
 }
 
+// A transaction holds a pooled connection, and preparing a statement for the pool needs a
+// free one: with every connection in a transaction that would wait for ever. So inside a
+// transaction a statement not prepared yet runs unprepared this once, and is prepared for
+// the pool in the background, by a goroutine that holds no connection while it waits.
+
 func (r readTx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	st, err := r.s.prepared(ctx, query)
-	if err != nil {
-		return nil, err
+	if st := r.s.preparedOrLater(query); st != nil {
+		return r.tx.StmtContext(ctx, st).QueryContext(ctx, args...)
 	}
-	return r.tx.StmtContext(ctx, st).QueryContext(ctx, args...)
+	return r.tx.QueryContext(ctx, query, args...)
 }
 
 func (r readTx) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
-	st, err := r.s.prepared(ctx, query)
-	if err != nil {
-		return r.tx.QueryRowContext(ctx, query, args...)
+	if st := r.s.preparedOrLater(query); st != nil {
+		return r.tx.StmtContext(ctx, st).QueryRowContext(ctx, args...)
 	}
-	return r.tx.StmtContext(ctx, st).QueryRowContext(ctx, args...)
+	return r.tx.QueryRowContext(ctx, query, args...)
+}
+
+// preparedOrLater returns query's prepared statement, or nil after starting to prepare it.
+func (s *Store) preparedOrLater(query string) *sql.Stmt {
+	if st, ok := s.stmts.Load(query); ok {
+		return st.(*sql.Stmt)
+	}
+	if _, busy := s.preparing.LoadOrStore(query, true); !busy {
+		go func() {
+			defer s.preparing.Delete(query)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			s.prepared(ctx, query) // an error leaves it unprepared: tried again on next use
+		}()
+	}
+	return nil
 }
 
 // Close closes the database.
@@ -314,8 +343,9 @@ func (s *Store) inTx(ctx context.Context, fn func(*sql.Tx) error) error {
 	if err != nil {
 		return err
 	}
+	// Also when fn panics: the one writer connection must not stay inside a transaction.
+	defer tx.Rollback() // a no-op after Commit
 	if err := fn(tx); err != nil {
-		tx.Rollback()
 		return err
 	}
 	return tx.Commit()

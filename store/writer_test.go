@@ -152,7 +152,7 @@ func TestNewDatabaseFilesAreOwnerOnly(t *testing.T) {
 		}
 	}
 
-	// An existing file keeps the mode its owner chose.
+	// A database made before files were owner-only (0644, or 0640 here) is made 0600.
 	existing := filepath.Join(base, "existing.db")
 	if err := os.WriteFile(existing, nil, 0o640); err != nil {
 		t.Fatal(err)
@@ -165,7 +165,41 @@ func TestNewDatabaseFilesAreOwnerOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s2.Close()
-	if fi, err := os.Stat(existing); err != nil || fi.Mode().Perm() != 0o640 {
-		t.Errorf("existing database: %v, %v; want its mode 640 kept", fi.Mode(), err)
+	if fi, err := os.Stat(existing); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("existing database: %v, %v; want it made 600", fi.Mode(), err)
+	}
+}
+
+// With every read connection inside a transaction, a query nobody has prepared yet still
+// runs: preparing it for the pool would need a free connection (the load test's searches
+// hung for 30 s on exactly that).
+func TestNewQueryWithEveryReadConnectionInATransaction(t *testing.T) {
+	s, _ := openTestStore(t)
+	n := s.read.Stats().MaxOpenConnections
+	var txs []readTx
+	for range n {
+		tx, err := s.read.BeginTx(t.Context(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback()
+		txs = append(txs, readTx{s, tx})
+	}
+	done := make(chan error, n)
+	for i, tx := range txs {
+		go func() {
+			var v int
+			done <- tx.QueryRowContext(t.Context(), fmt.Sprintf("SELECT %d + count(*) FROM associations", i)).Scan(&v)
+		}()
+	}
+	for range n {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("a query in a transaction waited for a free connection to be prepared")
+		}
 	}
 }
