@@ -244,7 +244,7 @@ func (s *Server) handleCallback(w http.ResponseWriter, r *http.Request) {
 		expired("This sign-in took too long. Please sign in again.", errors.New("login cookie expired"))
 		return
 	}
-	if !s.spentLogins.spend(rec.State, time.Unix(rec.Expires, 0), s.now()) {
+	if s.spentLogins.used(rec.State) {
 		expired("This sign-in was already used. Please sign in again.", errors.New("login state replayed"))
 		return
 	}
@@ -286,6 +286,12 @@ func (s *Server) handleCallback(w http.ResponseWriter, r *http.Request) {
 			message: "The identity provider's answer did not pass cartclass's checks, so you were not signed in. Please try again.", cause: err})
 		return
 	}
+	// Only a sign-in that passed every check is remembered as used: garbage callbacks
+	// cannot fill the set.
+	if !s.spentLogins.spend(rec.State, time.Unix(rec.Expires, 0), s.now()) {
+		expired("This sign-in was already used. Please sign in again.", errors.New("login state replayed"))
+		return
+	}
 	u, err := s.userFromIDToken(idt, rawID)
 	if err != nil {
 		s.fail(w, r, &authError{status: http.StatusUnauthorized, title: "Sign-in could not be verified",
@@ -316,6 +322,10 @@ func (s *Server) handleCallback(w http.ResponseWriter, r *http.Request) {
 	if err := sess.Save(r, w); err != nil {
 		s.fail(w, r, err)
 		return
+	}
+	// The roles just read hold for this person's other sessions too.
+	if _, err := s.store.SetSubjectRole(r.Context(), u.Subject, int(u.Role), s.now()); err != nil {
+		s.log.Warn("role not copied to the other sessions", "sub", u.Subject, "err", err)
 	}
 	s.log.Info("signed in", "sub", u.Subject, "iss", u.Issuer, "role", u.Role.String())
 	http.Redirect(w, r, rec.Next, http.StatusSeeOther)

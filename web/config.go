@@ -40,6 +40,8 @@ type Config struct {
 	SessionMax  time.Duration // CARTCLASS_SESSION_MAX
 	RoleRecheck time.Duration // CARTCLASS_ROLE_RECHECK: roles are re-read from the provider this often
 
+	TrustedProxies []*net.IPNet // CARTCLASS_TRUSTED_PROXIES: peers whose X-Forwarded-For names the client
+
 	GraphURL          string    // CARTCLASS_GRAPH_URL: base URL, e.g. https://graph.microsoft.com/beta
 	GraphAuth         GraphAuth // CARTCLASS_GRAPH_AUTH
 	GraphScopes       []string  // CARTCLASS_GRAPH_SCOPES: requested at login in delegated mode
@@ -104,6 +106,7 @@ var Vars = []Var{
 	{Name: "CARTCLASS_SESSION_IDLE", Default: "8h", Usage: "sign out after this long without activity"},
 	{Name: "CARTCLASS_SESSION_MAX", Default: "24h", Usage: "sign out this long after sign-in, whatever the activity"},
 	{Name: "CARTCLASS_ROLE_RECHECK", Default: "10m", Usage: "re-read each signed-in person's roles from the identity provider (with their refresh token) at least this often; someone whose refresh is refused is signed out"},
+	{Name: "CARTCLASS_TRUSTED_PROXIES", Default: "", Usage: "comma-separated addresses or CIDR ranges of the reverse proxies in front of cartclass; only their X-Forwarded-For is read (to rate-limit sign-in per client)"},
 	{Name: "CARTCLASS_GRAPH_URL", Default: "https://graph.microsoft.com/beta", DevNote: "the built-in Graph emulator", Usage: "Graph base URL; the resource is <URL>/deviceManagement/cartToClassAssociations"},
 	{Name: "CARTCLASS_GRAPH_AUTH", Default: "delegated", Usage: "delegated: push with the token of the admin who made the change; app: client credentials"},
 	{Name: "CARTCLASS_GRAPH_SCOPES", Default: defaultGraphScopes, Usage: "Graph scopes requested at sign-in in delegated mode"},
@@ -223,6 +226,21 @@ func LoadConfig(getenv func(string) string, dev bool) (Config, error) {
 			bad("%s=%q: want a positive duration such as 8h or 30m", d.name, get(d.name))
 		}
 		*d.dst = v
+	}
+
+	for _, p := range list(get("CARTCLASS_TRUSTED_PROXIES")) {
+		cidr := p
+		if ip := net.ParseIP(p); ip != nil && ip.To4() != nil {
+			cidr += "/32"
+		} else if ip != nil {
+			cidr += "/128"
+		}
+		_, n, err := net.ParseCIDR(cidr)
+		if err != nil {
+			bad("CARTCLASS_TRUSTED_PROXIES: %q is not an address or a CIDR range such as 10.0.0.0/8", p)
+			continue
+		}
+		cfg.TrustedProxies = append(cfg.TrustedProxies, n)
 	}
 
 	if len(problems) > 0 {

@@ -80,9 +80,19 @@ type spentLogins struct {
 	swept time.Time
 }
 
-// maxSpent bounds the set even under a flood of completed sign-ins; past it the oldest
-// half is forgotten (the provider still refuses their codes).
+// maxSpent bounds the set even under a flood of completed sign-ins: past it the half
+// nearest to expiry is forgotten (the provider still refuses their codes), whatever it
+// takes to get under the bound.
 const maxSpent = 100_000
+
+// used reports whether state belongs to a sign-in already completed.
+func (sp *spentLogins) used(state string) bool {
+	key := sha256.Sum256([]byte(state))
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	_, ok := sp.m[key]
+	return ok
+}
 
 // spend marks state as used until until; it reports false when it already was.
 func (sp *spentLogins) spend(state string, until, now time.Time) bool {
@@ -104,10 +114,11 @@ func (sp *spentLogins) spend(state string, until, now time.Time) bool {
 		}
 	}
 	if len(sp.m) >= maxSpent {
-		cut := now.Add(loginTTL / 2)
-		for k, t := range sp.m {
-			if t.Before(cut) {
-				delete(sp.m, k)
+		for cut := now.Add(loginTTL / 2); len(sp.m) > maxSpent/2; cut = cut.Add(loginTTL / 2) {
+			for k, t := range sp.m {
+				if t.Before(cut) {
+					delete(sp.m, k)
+				}
 			}
 		}
 	}

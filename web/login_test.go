@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cartclass/cartclass/store"
 	"github.com/cartclass/cartclass/web"
 	"github.com/cartclass/cartclass/web/devidp"
 )
@@ -379,6 +380,12 @@ func TestRoleRecheckWithProviderDown(t *testing.T) {
 	if got := do(t, c, "GET", e.url+"/associations/new", nil, nil).status; got != http.StatusOK {
 		t.Errorf("admin with the provider down at re-check = %d, want 200", got)
 	}
+	// But not for good: unconfirmed for three re-check intervals, the person is signed out
+	// (a removed admin must not keep the role for the rest of a 24 h session).
+	clock.advance(20 * time.Minute)
+	if h := do(t, c, "GET", e.url+"/associations/new", nil, nil); h.status != http.StatusSeeOther || !strings.Contains(h.location, "/signin") {
+		t.Errorf("31 minutes unconfirmed = %d → %q, want sign-in", h.status, h.location)
+	}
 }
 
 // Lifetimes are computed at each request from the sign-in time and the limits configured
@@ -457,4 +464,66 @@ func (e *authEnv) count(t *testing.T) int {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// Behind a TLS proxy (CARTCLASS_TRUSTED_PROXIES) each client has its own sign-in budget,
+// named by X-Forwarded-For; from anyone else that header is ignored, so a client cannot
+// escape its budget by writing one.
+func TestSignInLimitBehindAProxy(t *testing.T) {
+	stopped := time.Now()
+	path := filepath.Join(t.TempDir(), "cartclass.db")
+	st, err := store.Open(t.Context(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	env := testEnv(path)
+	env["CARTCLASS_TRUSTED_PROXIES"] = "10.9.0.0/16, 192.0.2.1"
+	cfg, err := web.LoadConfig(func(k string) string { return env[k] }, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := web.New(t.Context(), cfg, st, slog.New(slog.DiscardHandler), web.WithClock(func() time.Time { return stopped }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	send := func(peer, xff string) int {
+		req := httptest.NewRequest("POST", testOrigin+"/auth/login", strings.NewReader("next=%2F"))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.RemoteAddr = peer
+		if xff != "" {
+			req.Header.Set("X-Forwarded-For", xff)
+		}
+		rec := httptest.NewRecorder()
+		srv.ServeHTTP(rec, req)
+		return rec.Code
+	}
+	exhaust := func(peer, xff string) {
+		for i := 0; send(peer, xff) != http.StatusTooManyRequests; i++ {
+			if i > 100 {
+				t.Fatalf("%s (X-Forwarded-For %q) was never limited", peer, xff)
+			}
+		}
+	}
+	// Through the proxy: a forged left-most entry does not count, the proxy's own right one does.
+	exhaust("10.9.0.5:443", "6.6.6.6, 198.51.100.7")
+	if got := send("10.9.0.5:443", "7.7.7.7, 198.51.100.7"); got != http.StatusTooManyRequests {
+		t.Errorf("the same client with another forged entry = %d, want 429", got)
+	}
+	if got := send("10.9.0.5:443", "198.51.100.8"); got != http.StatusSeeOther {
+		t.Errorf("another client behind the proxy = %d, want 303", got)
+	}
+	if got := send("192.0.2.1:443", "198.51.100.9, 10.9.0.7"); got != http.StatusSeeOther {
+		t.Errorf("a client behind two trusted proxies = %d, want 303", got)
+	}
+	// Not through a trusted proxy: the header is ignored.
+	exhaust("203.0.113.50:1000", "198.51.100.10")
+	if got := send("203.0.113.50:1000", "198.51.100.11"); got != http.StatusTooManyRequests {
+		t.Errorf("an untrusted peer escaped its budget with X-Forwarded-For: %d", got)
+	}
+
+	env["CARTCLASS_TRUSTED_PROXIES"] = "proxy.school.example"
+	if _, err := web.LoadConfig(func(k string) string { return env[k] }, false); err == nil || !strings.Contains(err.Error(), `"proxy.school.example" is not an address`) {
+		t.Errorf("a host name as trusted proxy: %v", err)
+	}
 }

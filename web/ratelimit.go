@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -78,10 +79,12 @@ func (l *clientLimiter) sweep(now time.Time) {
 	}
 }
 
-// clientKey is who a request comes from for rate limiting: the peer's address, never a
-// forwarded header (which any client can write). IPv6 clients are grouped by /64, the
-// block one household or school usually gets.
-func clientKey(r *http.Request) string {
+// clientKey is who a request comes from for rate limiting: the peer's address. Only when
+// the peer is one of CARTCLASS_TRUSTED_PROXIES (a TLS proxy in front of cartclass) is
+// X-Forwarded-For read, from the right, up to the first address that is not a trusted
+// proxy: anything further left was written by the client and proves nothing. IPv6 clients
+// are grouped by /64, the block one household or school usually gets.
+func (s *Server) clientKey(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		host = r.RemoteAddr
@@ -90,10 +93,32 @@ func clientKey(r *http.Request) string {
 	if ip == nil {
 		return host
 	}
+	if s.trustedProxy(ip) {
+		hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+		for i := len(hops) - 1; i >= 0; i-- {
+			hop := net.ParseIP(strings.TrimSpace(hops[i]))
+			if hop == nil {
+				break // unreadable: stop at the last proxy we trust
+			}
+			ip = hop
+			if !s.trustedProxy(hop) {
+				break
+			}
+		}
+	}
 	if ip.To4() == nil {
 		return ip.Mask(net.CIDRMask(64, 128)).String()
 	}
 	return ip.String()
+}
+
+func (s *Server) trustedProxy(ip net.IP) bool {
+	for _, n := range s.cfg.TrustedProxies {
+		if n.Contains(ip) {
+			return true
+		}
+	}
+	return false
 }
 
 // rateLimitedError is a client past its sign-in budget; the answer is 429 with Retry-After.
@@ -118,7 +143,7 @@ const (
 // limitSignIn applies the per-client sign-in budget to next.
 func (s *Server) limitSignIn(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		ok, wait := s.signInLimiter.allow(clientKey(r), s.now())
+		ok, wait := s.signInLimiter.allow(s.clientKey(r), s.now())
 		if ok {
 			next(w, r)
 			return

@@ -49,6 +49,10 @@ const recheckTimeout = 10 * time.Second
 // next re-check; meanwhile the person keeps the role last confirmed.
 const recheckBackoff = time.Minute
 
+// roleGrace is how many re-check intervals a role may stay unconfirmed (the provider
+// cannot be reached) before the person is signed out.
+const roleGrace = 3
+
 // roleChecks remembers, per person, when a re-check that failed for now may be tried again.
 type roleChecks struct {
 	mu    sync.Mutex
@@ -89,6 +93,9 @@ func (s *Server) recheckRole(r *http.Request, sess *sessions.Session, u User) (U
 	l := s.subjectLock(u.Subject)
 	l.Lock()
 	defer l.Unlock()
+	if !s.roleChecks.due(u.Subject, s.now()) {
+		return u, true, nil // another request failed to reach the provider meanwhile
+	}
 	// Another request of this person may have re-checked while this one waited.
 	if id, ok := decodeID(sess.ID); ok {
 		row, err := s.store.GetSession(r.Context(), hashID(id))
@@ -117,6 +124,15 @@ func (s *Server) recheckRole(r *http.Request, sess *sessions.Session, u User) (U
 			err = errors.New("the provider sent no ID token on refresh, so roles cannot be re-read")
 		}
 		s.log.Info("roles could not be re-confirmed; signed out", "sub", u.Subject, "reason", err)
+		if _, err := s.store.DeleteSubjectSessions(r.Context(), u.Subject); err != nil {
+			return u, false, err
+		}
+		clear(sess.Values)
+		return User{}, false, nil
+	case err != nil && now.Sub(checked) >= roleGrace*s.cfg.RoleRecheck:
+		// Unconfirmed for too long (the provider down, or refusing cartclass itself): a
+		// person removed from the role must not keep it for the rest of the session.
+		s.log.Warn("roles unconfirmed for too long; signed out", "sub", u.Subject, "since", checked, "err", err)
 		if _, err := s.store.DeleteSubjectSessions(r.Context(), u.Subject); err != nil {
 			return u, false, err
 		}
