@@ -195,6 +195,16 @@ func countMatches(ctx context.Context, tx readTx, srch *search, conds []string, 
 		err := tx.QueryRowContext(ctx, "SELECT count(*) FROM (SELECT 1 FROM associations"+where(conds)+" LIMIT ?)", upTo).Scan(&n)
 		return n, err
 	}
+	if len(conds) == 0 {
+		// The index alone first: when its candidates reach upTo the count is capped
+		// anyway, and reading a thousand rows to confirm each costs more than the index.
+		// (Candidates are a superset of matches only in rare Unicode case folding, where
+		// the "1,000+" may then be a few short.)
+		err := tx.QueryRowContext(ctx, "SELECT count(*) FROM (SELECT 1 FROM "+srch.candidates+" LIMIT ?)", srch.match, upTo).Scan(&n)
+		if err != nil || n >= upTo {
+			return n, err
+		}
+	}
 	// CROSS JOIN keeps the index outermost, so the count streams its candidates and stops
 	// at upTo (an IN (subquery) would first collect every candidate).
 	conds = append([]string{"instr(search_text, ?) > 0"}, conds...)
