@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -11,6 +12,10 @@ import (
 
 // minCountCap is the smallest number of matches ListAssociations counts exactly.
 const minCountCap = 1000
+
+// fewCandidates is how many of a search's candidates are read as ids at once: a rare term
+// has no more, and its page and count then come from them alone.
+const fewCandidates = 200
 
 // A listing's sort order, and how to bound a walk along it (see walkBound).
 type listOrder struct {
@@ -135,6 +140,36 @@ func (s *Store) ListAssociations(ctx context.Context, f ListFilter) (Association
 		}
 		small = n <= limit
 	}
+	// A search alone reads its candidates' ids from the index once, up to the cap. When
+	// they reach it, the answer is "1,000+" and the page is found as below; otherwise those
+	// few ids are all the matches there can be, and both the count and the page are read
+	// from them, with no second trip through the index (that trip is most of a rare
+	// term's cost).
+	if srch != nil && len(conds) == 0 {
+		ids, err := candidateIDs(ctx, tx, srch, fewCandidates+1)
+		if err != nil {
+			return page, fmt.Errorf("search associations: %w", err)
+		}
+		if len(ids) <= fewCandidates {
+			return fromIDs(ctx, tx, srch, ids, order, offset, f.PerPage)
+		}
+		// Many: count them in the index alone, which stops at the cap; reading a
+		// thousand rows only to confirm each would cost more than the index.
+		var n int
+		err = tx.QueryRowContext(ctx, "SELECT count(*) FROM (SELECT 1 FROM "+srch.candidates+" LIMIT ?)", srch.match, limit+1).Scan(&n)
+		if err != nil {
+			return page, fmt.Errorf("count associations: %w", err)
+		}
+		if n > limit {
+			// "1,000+" (candidates exceed matches only in rare Unicode case folding,
+			// where this may be a few short of the cap).
+			page.Total, page.TotalCapped = limit, true
+			if err := fillPage(ctx, tx, &page, srch, conds, order, offset, f.PerPage); err != nil {
+				return page, fmt.Errorf("list associations: %w", err)
+			}
+			return page, nil
+		}
+	}
 	var count int
 	if small {
 		tests, args := rowTests(srch, conds)
@@ -150,10 +185,24 @@ func (s *Store) ListAssociations(ctx context.Context, f ListFilter) (Association
 	if offset >= count {
 		return page, nil
 	}
+	if small {
+		page.Items, err = walk(ctx, tx, srch, conds, order, 0, offset, f.PerPage)
+	} else {
+		err = fillPage(ctx, tx, &page, srch, conds, order, offset, f.PerPage)
+	}
+	if err != nil {
+		return page, fmt.Errorf("list associations: %w", err)
+	}
+	return page, nil
+}
+
+// fillPage reads the page of a listing whose count is known (page.Total, TotalCapped).
+func fillPage(ctx context.Context, tx readTx, page *AssociationPage, srch *search, conds []string, order listOrder, offset, perPage int) error {
+	var err error
 	// How far a search may walk before asking the index instead (0: no walk). Testing a
 	// row costs about as much as reading one match from the index for 3+ characters, and
 	// some 40 times more for 1–2 (an index probe per row), so those walk only near the top.
-	bound, end := 0, offset+f.PerPage
+	bound, end := 0, offset+perPage
 	switch {
 	case srch == nil || !page.TotalCapped:
 	case !srch.short:
@@ -162,18 +211,60 @@ func (s *Store) ListAssociations(ctx context.Context, f ListFilter) (Association
 		bound = 5 * end
 	}
 	switch {
-	case srch == nil, small:
-		page.Items, err = walk(ctx, tx, srch, conds, order, 0, offset, f.PerPage)
+	case srch == nil:
+		page.Items, err = walk(ctx, tx, srch, conds, order, 0, offset, perPage)
 	case bound == 0:
-		page.Items, err = fromIndex(ctx, tx, srch, conds, order, offset, f.PerPage)
+		page.Items, err = fromIndex(ctx, tx, srch, conds, order, offset, perPage)
 	default:
 		// More than limit matches, so the page is full: a walk that fills it within its
 		// bound has found it.
-		page.Items, err = walk(ctx, tx, srch, conds, order, bound, offset, f.PerPage)
-		if err == nil && len(page.Items) < f.PerPage {
-			page.Items, err = fromIndex(ctx, tx, srch, conds, order, offset, f.PerPage)
+		page.Items, err = walk(ctx, tx, srch, conds, order, bound, offset, perPage)
+		if err == nil && len(page.Items) < perPage {
+			page.Items, err = fromIndex(ctx, tx, srch, conds, order, offset, perPage)
 		}
 	}
+	return err
+}
+
+// candidateIDs reads up to n ids of srch's candidates from its index.
+func candidateIDs(ctx context.Context, tx readTx, srch *search, n int) ([]int64, error) {
+	rows, err := tx.QueryContext(ctx, "SELECT match_id FROM "+srch.candidates+" LIMIT ?", srch.match, n)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var ids []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
+}
+
+// fromIDs is the page of srch's matches among ids (every candidate there is, fewer than the
+// cap), and their exact number. The candidates are what the index found, so the word test
+// of a short query holds already: only the literal test is left.
+func fromIDs(ctx context.Context, tx readTx, srch *search, ids []int64, order listOrder, offset, perPage int) (AssociationPage, error) {
+	var page AssociationPage
+	if len(ids) == 0 {
+		return page, nil
+	}
+	list, err := json.Marshal(ids)
+	if err != nil {
+		return page, err
+	}
+	const among = " WHERE id IN (SELECT value FROM json_each(?)) AND instr(search_text, ?) > 0"
+	if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM associations"+among, string(list), srch.literal).Scan(&page.Total); err != nil {
+		return page, fmt.Errorf("count associations: %w", err)
+	}
+	if offset >= page.Total {
+		return page, nil
+	}
+	page.Items, err = queryAssociations(ctx, tx, selectAssociation+among+" ORDER BY "+order.by+" LIMIT ? OFFSET ?",
+		string(list), srch.literal, perPage, offset)
 	if err != nil {
 		return page, fmt.Errorf("list associations: %w", err)
 	}
@@ -194,16 +285,6 @@ func countMatches(ctx context.Context, tx readTx, srch *search, conds []string, 
 	if srch == nil {
 		err := tx.QueryRowContext(ctx, "SELECT count(*) FROM (SELECT 1 FROM associations"+where(conds)+" LIMIT ?)", upTo).Scan(&n)
 		return n, err
-	}
-	if len(conds) == 0 {
-		// The index alone first: when its candidates reach upTo the count is capped
-		// anyway, and reading a thousand rows to confirm each costs more than the index.
-		// (Candidates are a superset of matches only in rare Unicode case folding, where
-		// the "1,000+" may then be a few short.)
-		err := tx.QueryRowContext(ctx, "SELECT count(*) FROM (SELECT 1 FROM "+srch.candidates+" LIMIT ?)", srch.match, upTo).Scan(&n)
-		if err != nil || n >= upTo {
-			return n, err
-		}
 	}
 	// CROSS JOIN keeps the index outermost, so the count streams its candidates and stops
 	// at upTo (an IN (subquery) would first collect every candidate).
