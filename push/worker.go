@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"slices"
 	"sync"
@@ -26,6 +27,10 @@ import (
 	"github.com/cartclass/cartclass/store"
 )
 
+// codeSignInNeeded marks, in a change's recorded error, that it waits for its author to
+// sign in again (so a restarted worker knows whom the banner names).
+const codeSignInNeeded = "SignInNeeded"
+
 // ErrSignInNeeded is what a TokenSourcer's error wraps when the author of a change has no
 // usable token: their changes wait (they do not fail) until they sign in again.
 var ErrSignInNeeded = errors.New("sign-in needed")
@@ -33,7 +38,8 @@ var ErrSignInNeeded = errors.New("sign-in needed")
 // Store is what the worker needs of the store (implemented by *store.Store).
 type Store interface {
 	ClaimOutbox(ctx context.Context, owner string, now time.Time, lease time.Duration) (store.OutboxItem, error)
-	PendingPauses(ctx context.Context, now time.Time) (store.Pauses, error)
+	PostponedAuthors(ctx context.Context, code string) ([]string, error)
+	LatestPostponement(ctx context.Context, status int, now time.Time) (time.Time, error)
 	NextDue(ctx context.Context) (time.Time, error)
 	MarkCreateSent(ctx context.Context, id int64, owner string, sent store.SentCreate) error
 	ClearCreateSent(ctx context.Context, id int64, owner string) error
@@ -312,17 +318,21 @@ func (w *Worker) Run(ctx context.Context) {
 // sign-in is awaited (so Push now can lend to them).
 func (w *Worker) restorePauses(ctx context.Context) {
 	now := w.now()
-	p, err := w.st.PendingPauses(ctx, now)
+	throttledUntil, err := w.st.LatestPostponement(ctx, http.StatusTooManyRequests, now)
+	var awaiting []string
+	if err == nil {
+		awaiting, err = w.st.PostponedAuthors(ctx, codeSignInNeeded)
+	}
 	if err != nil {
 		w.log.Error("push_restore_pauses_failed", "err", err)
 		return
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if p.ThrottledUntil.After(w.throttled) {
-		w.throttled = p.ThrottledUntil
+	if throttledUntil.After(w.throttled) {
+		w.throttled = throttledUntil
 	}
-	for _, sub := range p.SignIn {
+	for _, sub := range awaiting {
 		w.signIn[sub] = now.Add(w.signInRecheck)
 	}
 }
@@ -650,7 +660,7 @@ func (w *Worker) settle(bctx, ctx context.Context, owner, subject string, it sto
 		w.mu.Lock()
 		w.signIn[subject] = now.Add(w.signInRecheck)
 		w.mu.Unlock()
-		syncErr = &store.SyncError{Status: syncErr.Status, Code: "SignInNeeded",
+		syncErr = &store.SyncError{Status: syncErr.Status, Code: codeSignInNeeded,
 			Message:   "The sign-in of the admin who made this change expired; it waits for them to sign in again, or for any admin to press Push now on the Sync page.",
 			RequestID: syncErr.RequestID}
 		serr = w.st.Postpone(bctx, a.ID, owner, now.Add(w.signInRecheck), syncErr)

@@ -503,68 +503,41 @@ func (s *Store) QueueStats(ctx context.Context) (depth int, oldestWaiting time.T
 	return depth, fromNanos(oldest), nil
 }
 
-// PutUserToken stores (or replaces) the sealed token data of subject, for delegated pushes.
-func (s *Store) PutUserToken(ctx context.Context, subject string, data []byte) error {
-	if data == nil {
-		data = []byte{}
-	}
-	_, err := s.exec(ctx, `INSERT INTO user_tokens (subject, data, updated_at) VALUES (?, ?, ?)
-		ON CONFLICT (subject) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at`,
-		subject, data, s.Now().UnixNano())
-	if err != nil {
-		return fmt.Errorf("put user token: %w", err)
-	}
-	return nil
-}
-
-// GetUserToken returns the sealed token data of subject, or ErrNotFound.
-func (s *Store) GetUserToken(ctx context.Context, subject string) ([]byte, error) {
-	var data []byte
-	err := s.readRow(ctx, `SELECT data FROM user_tokens WHERE subject = ?`, subject).Scan(&data)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, ErrNotFound
-	}
-	if err != nil {
-		return nil, fmt.Errorf("get user token: %w", err)
-	}
-	return data, nil
-}
-
-// Pauses is what the queue says about pauses a worker decided before a restart.
-type Pauses struct {
-	// SignIn are the subjects whose changes were postponed for a sign-in, sorted.
-	SignIn []string
-	// ThrottledUntil is the latest end of a 429's Retry-After still to come (zero: none).
-	ThrottledUntil time.Time
-}
-
-// PendingPauses reads the pauses recorded with postponed rows: a worker starting (after a
-// restart) must not forget a Retry-After still running, nor whose sign-in is awaited.
-func (s *Store) PendingPauses(ctx context.Context, now time.Time) (Pauses, error) {
-	var p Pauses
+// PostponedAuthors returns, sorted, the authors of the queued changes whose last error
+// has code: a worker starting after a restart must not forget whose sign-in its changes
+// await. What the code means is the caller's business.
+func (s *Store) PostponedAuthors(ctx context.Context, code string) ([]string, error) {
 	rows, err := s.read.QueryContext(ctx, `SELECT DISTINCT a.updated_by_sub FROM outbox o JOIN associations a ON a.id = o.association_id
-		WHERE o.next_attempt_at IS NOT NULL AND json_extract(a.sync_error, '$.code') = 'SignInNeeded' ORDER BY 1`)
+		WHERE o.next_attempt_at IS NOT NULL AND json_extract(a.sync_error, '$.code') = ? ORDER BY 1`, code)
 	if err != nil {
-		return p, fmt.Errorf("pending pauses: %w", err)
+		return nil, fmt.Errorf("postponed authors: %w", err)
 	}
 	defer rows.Close()
+	var subs []string
 	for rows.Next() {
 		var sub string
 		if err := rows.Scan(&sub); err != nil {
-			return p, fmt.Errorf("pending pauses: %w", err)
+			return nil, fmt.Errorf("postponed authors: %w", err)
 		}
-		p.SignIn = append(p.SignIn, sub)
+		subs = append(subs, sub)
 	}
 	if err := rows.Err(); err != nil {
-		return p, fmt.Errorf("pending pauses: %w", err)
+		return nil, fmt.Errorf("postponed authors: %w", err)
 	}
+	return subs, nil
+}
+
+// LatestPostponement returns the latest next attempt after now of the queued changes whose
+// last error had HTTP status (zero when none): a pause such as a Retry-After that must
+// outlive a restart.
+func (s *Store) LatestPostponement(ctx context.Context, status int, now time.Time) (time.Time, error) {
 	var until sql.NullInt64
 	if err := s.read.QueryRowContext(ctx, `SELECT max(o.next_attempt_at) FROM outbox o JOIN associations a ON a.id = o.association_id
-		WHERE o.next_attempt_at > ? AND json_extract(a.sync_error, '$.status') = 429`, now.UnixNano()).Scan(&until); err != nil {
-		return p, fmt.Errorf("pending pauses: %w", err)
+		WHERE o.next_attempt_at > ? AND json_extract(a.sync_error, '$.status') = ?`, now.UnixNano(), status).Scan(&until); err != nil {
+		return time.Time{}, fmt.Errorf("latest postponement: %w", err)
 	}
-	if until.Valid {
-		p.ThrottledUntil = time.Unix(0, until.Int64)
+	if !until.Valid {
+		return time.Time{}, nil
 	}
-	return p, nil
+	return time.Unix(0, until.Int64), nil
 }
