@@ -124,20 +124,12 @@ func (s *Server) recheckRole(r *http.Request, sess *sessions.Session, u User) (U
 			err = errors.New("the provider sent no ID token on refresh, so roles cannot be re-read")
 		}
 		s.log.Info("roles could not be re-confirmed; signed out", "sub", u.Subject, "reason", err)
-		if _, err := s.store.DeleteSubjectSessions(r.Context(), u.Subject); err != nil {
-			return u, false, err
-		}
-		clear(sess.Values)
-		return User{}, false, nil
+		return s.signOutEverywhere(r, sess, u)
 	case err != nil && now.Sub(checked) >= roleGrace*s.cfg.RoleRecheck:
 		// Unconfirmed for too long (the provider down, or refusing cartclass itself): a
 		// person removed from the role must not keep it for the rest of the session.
 		s.log.Warn("roles unconfirmed for too long; signed out", "sub", u.Subject, "since", checked, "err", err)
-		if _, err := s.store.DeleteSubjectSessions(r.Context(), u.Subject); err != nil {
-			return u, false, err
-		}
-		clear(sess.Values)
-		return User{}, false, nil
+		return s.signOutEverywhere(r, sess, u)
 	case err != nil:
 		if r.Context().Err() != nil {
 			return u, false, r.Context().Err()
@@ -153,6 +145,16 @@ func (s *Server) recheckRole(r *http.Request, sess *sessions.Session, u User) (U
 	u.Role, u.Name, u.Email = fresh.Role, fresh.Name, fresh.Email
 	s.remember(sess, u, now)
 	return u, true, nil
+}
+
+// signOutEverywhere ends every session of u (their tokens serve them all) and empties the
+// request's cached session, so the rest of this request sees nobody signed in.
+func (s *Server) signOutEverywhere(r *http.Request, sess *sessions.Session, u User) (User, bool, error) {
+	if _, err := s.store.DeleteSubjectSessions(r.Context(), u.Subject); err != nil {
+		return u, false, err
+	}
+	clear(sess.Values)
+	return User{}, false, nil
 }
 
 // remember puts a re-checked user into the request's cached session, so every later look
