@@ -149,7 +149,7 @@ func (st *sessionStore) New(r *http.Request, name string) (*sessions.Session, er
 		return s, nil
 	}
 	now := st.now()
-	if !now.Before(row.CreatedAt.Add(st.max)) || now.Sub(row.LastSeenAt) >= st.idle {
+	if st.ended(row, now) {
 		if err := st.db.DeleteSession(r.Context(), h); err != nil {
 			st.log.Warn("expired session not deleted", "err", err) // the clean-up will
 		}
@@ -186,6 +186,12 @@ func (st *sessionStore) New(r *http.Request, name string) (*sessions.Session, er
 		}
 	}
 	return s, nil
+}
+
+// ended reports whether row is past its absolute lifetime or idle for too long at now,
+// with the limits configured now.
+func (st *sessionStore) ended(row store.Session, now time.Time) bool {
+	return !now.Before(row.CreatedAt.Add(st.max)) || now.Sub(row.LastSeenAt) >= st.idle
 }
 
 // Save writes the session and its cookie. MaxAge < 0 deletes both. An empty ID (a new

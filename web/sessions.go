@@ -25,7 +25,7 @@ func (s *Server) handleSessionList(w http.ResponseWriter, r *http.Request) {
 	for _, row := range rows {
 		// Rows past a limit are ended at their next use or by the clean-up; they are no
 		// longer signed in.
-		if !now.Before(row.CreatedAt.Add(s.cfg.SessionMax)) || now.Sub(row.LastSeenAt) >= s.cfg.SessionIdle {
+		if s.sessions.ended(row, now) {
 			continue
 		}
 		out = append(out, views.SessionRow{
