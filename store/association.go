@@ -52,7 +52,19 @@ type Association struct {
 	UpdatedBy Actor
 	// Sync is where the association stands with Graph.
 	Sync SyncInfo
+	// DeletedAt is when an admin deleted the association in cartclass (zero unless
+	// deleted); DeletedBy who. A deleted association is listed only under the Deleted
+	// filter, for 30 days, and can be restored.
+	DeletedAt time.Time
+	DeletedBy Actor
 }
+
+// ImportedBy is who created an association that was read from Intune; IntuneActor made
+// the changes cartclass took from it.
+var (
+	ImportedBy  = Actor{Name: "Imported from Intune"}
+	IntuneActor = Actor{Name: "Intune"}
+)
 
 // Sort orders for ListAssociations.
 const (
@@ -83,9 +95,15 @@ type ListFilter struct {
 	Page    int    // 1-based; values below 1 mean 1
 	PerPage int    // values below 1 mean 50
 	// NotSynced keeps only associations whose latest state Graph does not hold yet
-	// (waiting, failed or deleted).
+	// (waiting, failed, deleted or changed in Intune).
 	NotSynced bool
+	// Deleted lists only the associations deleted in cartclass in the last 30 days
+	// (DeletedFor); without it they are left out.
+	Deleted bool
 }
+
+// DeletedFor is how long a deleted association stays listed, and can be restored.
+const DeletedFor = 30 * 24 * time.Hour
 
 // AssociationPage is one page of a listing and the number of matches in all pages.
 type AssociationPage struct {
@@ -105,7 +123,8 @@ type AssociationPage struct {
 const columns = `id, graph_id, display_name, description, version, device_cart_ids, classroom_ids,
 	graph_created_at, graph_modified_at, revision, created_at, updated_at,
 	created_by_sub, created_by_name, updated_by_sub, updated_by_name,
-	sync_state, sync_error, synced_revision, attempts, next_attempt_at`
+	sync_state, sync_error, synced_revision, attempts, next_attempt_at,
+	remote_fields, conflict_fields, deleted_at, deleted_by_sub, deleted_by_name`
 
 const selectAssociation = "SELECT " + columns + " FROM associations LEFT JOIN outbox ON association_id = id"
 
@@ -188,6 +207,9 @@ func (s *Store) UpdateAssociation(ctx context.Context, id, revision int64, f Fie
 		if err != nil {
 			return err
 		}
+		if !cur.DeletedAt.IsZero() {
+			return ErrDeleted
+		}
 		// Equal content first: a save that would write what is already there is not a
 		// conflict, whoever saved it.
 		if cur.Fields.Equal(f) {
@@ -216,7 +238,7 @@ func (s *Store) UpdateAssociation(ctx context.Context, id, revision int64, f Fie
 	switch {
 	case errors.Is(err, ErrUnchanged):
 		return a, ErrUnchanged
-	case errors.Is(err, ErrNotFound), errors.Is(err, ErrConflict):
+	case errors.Is(err, ErrNotFound), errors.Is(err, ErrConflict), errors.Is(err, ErrDeleted):
 		return Association{}, err
 	case err != nil:
 		return Association{}, fmt.Errorf("update association %d: %w", id, err)
@@ -227,41 +249,75 @@ func (s *Store) UpdateAssociation(ctx context.Context, id, revision int64, f Fie
 type scanner interface{ Scan(dest ...any) error }
 
 func scanAssociation(row scanner) (Association, error) {
-	var (
-		a                          Association
-		graphID                    sql.NullString
-		carts, rooms               string
-		graphCreated, graphChanged sql.NullInt64
-		created, updated           int64
-		syncErr                    sql.NullString
-		attempts, nextAttempt      sql.NullInt64
-	)
-	err := row.Scan(&a.ID, &graphID, &a.DisplayName, &a.Description, &a.Version, &carts, &rooms,
-		&graphCreated, &graphChanged, &a.Revision, &created, &updated,
-		&a.CreatedBy.Subject, &a.CreatedBy.Name, &a.UpdatedBy.Subject, &a.UpdatedBy.Name,
-		&a.Sync.State, &syncErr, &a.Sync.SyncedRevision, &attempts, &nextAttempt)
-	if err != nil {
-		return a, err
+	var sc assocScan
+	if err := row.Scan(sc.dest()...); err != nil {
+		return Association{}, err
 	}
-	if syncErr.Valid {
+	return sc.finish()
+}
+
+// assocScan is one row of columns being scanned: dest gives Scan its destinations, finish
+// decodes them. (Split so that a query may select more columns after these.)
+type assocScan struct {
+	a                          Association
+	graphID                    sql.NullString
+	carts, rooms               string
+	graphCreated, graphChanged sql.NullInt64
+	created, updated           int64
+	syncErr                    sql.NullString
+	attempts, nextAttempt      sql.NullInt64
+	remote, conflicts          sql.NullString
+	deleted                    sql.NullInt64
+}
+
+func (sc *assocScan) dest() []any {
+	a := &sc.a
+	return []any{&a.ID, &sc.graphID, &a.DisplayName, &a.Description, &a.Version, &sc.carts, &sc.rooms,
+		&sc.graphCreated, &sc.graphChanged, &a.Revision, &sc.created, &sc.updated,
+		&a.CreatedBy.Subject, &a.CreatedBy.Name, &a.UpdatedBy.Subject, &a.UpdatedBy.Name,
+		&a.Sync.State, &sc.syncErr, &a.Sync.SyncedRevision, &sc.attempts, &sc.nextAttempt,
+		&sc.remote, &sc.conflicts, &sc.deleted, &a.DeletedBy.Subject, &a.DeletedBy.Name}
+}
+
+// queued reports whether the row has an outbox row (attempts is NOT NULL there).
+func (sc *assocScan) queued() bool { return sc.attempts.Valid }
+
+func (sc *assocScan) finish() (Association, error) {
+	a := sc.a
+	if sc.syncErr.Valid {
 		a.Sync.Error = new(SyncError)
-		if err := json.Unmarshal([]byte(syncErr.String), a.Sync.Error); err != nil {
+		if err := json.Unmarshal([]byte(sc.syncErr.String), a.Sync.Error); err != nil {
 			return a, fmt.Errorf("association %d sync error: %w", a.ID, err)
 		}
 	}
-	a.Sync.Attempts = int(attempts.Int64)
-	a.Sync.NextAttemptAt = fromNanos(nextAttempt)
-	if err := json.Unmarshal([]byte(carts), &a.DeviceCartIDs); err != nil {
+	a.Sync.Attempts = int(sc.attempts.Int64)
+	a.Sync.NextAttemptAt = fromNanos(sc.nextAttempt)
+	a.DeletedAt = fromNanos(sc.deleted)
+	// The outbox row of a deleted association is its DELETE (or the create before it).
+	a.Sync.DeletePending = sc.deleted.Valid && sc.attempts.Valid
+	if sc.remote.Valid {
+		f, err := decodeFields(sc.remote.String)
+		if err != nil {
+			return a, fmt.Errorf("association %d remote fields: %w", a.ID, err)
+		}
+		a.Sync.RemoteFields = &f
+	}
+	if sc.conflicts.Valid {
+		if err := json.Unmarshal([]byte(sc.conflicts.String), &a.Sync.ConflictFields); err != nil {
+			return a, fmt.Errorf("association %d conflict fields: %w", a.ID, err)
+		}
+	}
+	if err := json.Unmarshal([]byte(sc.carts), &a.DeviceCartIDs); err != nil {
 		return a, fmt.Errorf("association %d device cart ids: %w", a.ID, err)
 	}
-	if err := json.Unmarshal([]byte(rooms), &a.ClassroomIDs); err != nil {
+	if err := json.Unmarshal([]byte(sc.rooms), &a.ClassroomIDs); err != nil {
 		return a, fmt.Errorf("association %d classroom ids: %w", a.ID, err)
 	}
-	a.GraphID = graphID.String
-	a.GraphCreatedAt = fromNanos(graphCreated)
-	a.GraphModifiedAt = fromNanos(graphChanged)
-	a.CreatedAt = time.Unix(0, created).UTC()
-	a.UpdatedAt = time.Unix(0, updated).UTC()
+	a.GraphID = sc.graphID.String
+	a.GraphCreatedAt = fromNanos(sc.graphCreated)
+	a.GraphModifiedAt = fromNanos(sc.graphChanged)
+	a.CreatedAt = time.Unix(0, sc.created).UTC()
+	a.UpdatedAt = time.Unix(0, sc.updated).UTC()
 	return a, nil
 }
 

@@ -15,7 +15,10 @@ const (
 	SyncWaiting = "waiting" // queued for Graph
 	SyncSynced  = "synced"  // Graph holds the latest revision
 	SyncFailed  = "failed"  // Graph rejected it; parked until an edit or Retry
-	SyncDeleted = "deleted" // a PATCH answered 404: removed in Intune; parked until Recreate
+	SyncDeleted = "deleted" // removed in Intune (a 404, or gone from a complete listing); parked until Recreate or Remove
+	// SyncChanged: the same field was changed in cartclass and in Intune to different
+	// values; parked until an admin keeps Intune's version or pushes theirs.
+	SyncChanged = "changed"
 )
 
 // ErrLeaseLost is returned by the worker-facing methods when the outbox row is no longer
@@ -32,8 +35,15 @@ type SyncInfo struct {
 	SyncedRevision int64 // the local revision Graph is known to hold; 0 before the first push
 	Attempts       int   // failed attempts since the last success or edit
 	// NextAttemptAt is when the worker next tries; zero when nothing is queued or the
-	// association is parked (failed, deleted).
+	// association is parked (failed, deleted, changed).
 	NextAttemptAt time.Time
+	// RemoteFields are Graph's values and ConflictFields the Graph property names changed
+	// on both sides, while State is SyncChanged.
+	RemoteFields   *Fields
+	ConflictFields []string
+	// DeletePending is set while an association deleted in cartclass is not yet deleted
+	// in Intune.
+	DeletePending bool
 }
 
 // SyncError is Graph's answer to a failed push, in the short form admins see.
@@ -135,9 +145,11 @@ func nanosOrNull(t time.Time) any {
 // queued is left alone: the worker always pushes the latest state, so edits coalesce. A
 // synced or failed association goes back to waiting, due now, with its error and attempt
 // count cleared. A deleted one stays parked (the edit is kept locally) until the admin
-// chooses Recreate: re-sending would only meet another 404.
+// chooses Recreate: re-sending would only meet another 404. So does one changed in Intune
+// too, until an admin keeps Intune's version or pushes theirs.
 func enqueueEdit(ctx context.Context, tx *sql.Tx, cur Association, now time.Time) error {
-	if cur.Sync.State == SyncDeleted {
+	// Deleted in Intune, or changed there too: parked until the admin chooses.
+	if cur.Sync.State == SyncDeleted || cur.Sync.State == SyncChanged {
 		_, err := tx.ExecContext(ctx, `INSERT INTO outbox (association_id, enqueued_at) VALUES (?, ?)
 			ON CONFLICT (association_id) DO NOTHING`, cur.ID, now.UnixNano())
 		return err
@@ -329,14 +341,16 @@ func (s *Store) complete(ctx context.Context, op string, id int64, owner string,
 		}
 		var revision int64
 		err := tx.QueryRowContext(ctx, `UPDATE associations SET
-				graph_id = coalesce(?, graph_id),
-				graph_created_at = coalesce(?, graph_created_at),
-				graph_modified_at = coalesce(?, graph_modified_at),
-				synced_revision = ?, synced_fields = ?, sync_error = NULL,
-				sync_state = CASE WHEN revision <= ? THEN 'synced' ELSE 'waiting' END
-			WHERE id = ? RETURNING revision`,
+				linked_at = CASE WHEN ?1 IS NULL THEN linked_at ELSE ?7 END,
+				graph_id = coalesce(?1, graph_id),
+				graph_created_at = coalesce(?2, graph_created_at),
+				graph_modified_at = coalesce(?3, graph_modified_at),
+				synced_revision = ?4, synced_fields = ?5, based_at = ?7, sync_error = NULL,
+				remote_fields = NULL, conflict_fields = NULL,
+				sync_state = CASE WHEN revision <= ?4 THEN 'synced' ELSE 'waiting' END
+			WHERE id = ?6 RETURNING revision`,
 			graphID, nanosOrNull(p.GraphCreatedAt), nanosOrNull(p.GraphModifiedAt),
-			p.Revision, fields, p.Revision, id).Scan(&revision)
+			p.Revision, fields, id, now.UnixNano()).Scan(&revision)
 		if err != nil {
 			return err
 		}
@@ -413,6 +427,14 @@ func (s *Store) MarkDeleted(ctx context.Context, id int64, owner string, syncErr
 		return err
 	}
 	return s.withLease(ctx, "mark deleted", id, owner, func(tx *sql.Tx) error {
+		var deleted sql.NullInt64
+		if err := tx.QueryRowContext(ctx, `SELECT deleted_at FROM associations WHERE id = ?`, id).Scan(&deleted); err != nil {
+			return err
+		}
+		if deleted.Valid {
+			// Deleted in cartclass meanwhile: Intune no longer holding it is the goal.
+			return finishDelete(ctx, tx, id)
+		}
 		return park(ctx, tx, id, SyncDeleted, enc)
 	})
 }
@@ -440,14 +462,21 @@ func (s *Store) Retry(ctx context.Context, id int64) error {
 // association and ErrUnchanged when it is not deleted (already re-created, say).
 func (s *Store) Recreate(ctx context.Context, id int64) error {
 	return s.requeueParked(ctx, "recreate", id, func(state string) bool { return state == SyncDeleted }, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `UPDATE associations SET graph_id = NULL, graph_created_at = NULL,
-				graph_modified_at = NULL, synced_revision = 0, synced_fields = NULL WHERE id = ?`, id); err != nil {
-			return err
-		}
-		_, err := tx.ExecContext(ctx, `UPDATE outbox SET create_sent_at = NULL, create_sent_revision = NULL,
-				create_sent_fields = NULL WHERE association_id = ?`, id)
-		return err
+		return unlink(ctx, tx, id)
 	})
+}
+
+// unlink forgets id's Graph object (its id, times and what it held) and any POST that may
+// have created one, so that the association is next created as a new object.
+func unlink(ctx context.Context, tx *sql.Tx, id int64) error {
+	if _, err := tx.ExecContext(ctx, `UPDATE associations SET graph_id = NULL, graph_created_at = NULL,
+			graph_modified_at = NULL, synced_revision = 0, synced_fields = NULL, linked_at = NULL, based_at = NULL,
+			remote_fields = NULL, conflict_fields = NULL WHERE id = ?`, id); err != nil {
+		return err
+	}
+	_, err := tx.ExecContext(ctx, `UPDATE outbox SET create_sent_at = NULL, create_sent_revision = NULL,
+			create_sent_fields = NULL WHERE association_id = ?`, id)
+	return err
 }
 
 // requeueParked is an admin's Retry or Re-create: if id's state passes ok, prepare (may be
@@ -457,12 +486,15 @@ func (s *Store) requeueParked(ctx context.Context, op string, id int64, ok func(
 	now := s.Now().UTC()
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		var state string
-		err := tx.QueryRowContext(ctx, `SELECT sync_state FROM associations WHERE id = ?`, id).Scan(&state)
+		var deleted sql.NullInt64
+		err := tx.QueryRowContext(ctx, `SELECT sync_state, deleted_at FROM associations WHERE id = ?`, id).Scan(&state, &deleted)
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
 			return ErrNotFound
 		case err != nil:
 			return err
+		case deleted.Valid:
+			return ErrDeleted
 		case !ok(state):
 			return ErrUnchanged
 		}
@@ -473,7 +505,7 @@ func (s *Store) requeueParked(ctx context.Context, op string, id int64, ok func(
 		}
 		return requeue(ctx, tx, id, now)
 	})
-	if err != nil && !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrUnchanged) {
+	if err != nil && !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrUnchanged) && !errors.Is(err, ErrDeleted) {
 		return fmt.Errorf("%s %d: %w", op, id, err)
 	}
 	return err

@@ -114,9 +114,16 @@ func (s *Store) ListAssociations(ctx context.Context, f ListFilter) (Association
 	if !ok {
 		return page, nil
 	}
-	var conds []string
+	// Every listing is of live associations or of deleted ones, written as in the partial
+	// indexes' WHERE so that the planner can use them. filtered: a condition beyond that,
+	// which may select few rows.
+	conds := []string{"deleted_at IS NULL"}
+	filtered := f.NotSynced || f.Deleted
+	if f.Deleted {
+		cutoff := s.Now().Add(-DeletedFor).UnixNano()
+		conds = []string{"deleted_at IS NOT NULL", fmt.Sprintf("deleted_at >= %d", cutoff)}
+	}
 	if f.NotSynced {
-		// Written as in the partial indexes' WHERE, so that the planner can use them.
 		conds = append(conds, "sync_state <> '"+SyncSynced+"'")
 	}
 	offset := (f.Page - 1) * f.PerPage
@@ -133,7 +140,7 @@ func (s *Store) ListAssociations(ctx context.Context, f ListFilter) (Association
 	// A search within a filter (NotSynced) walks the filter's rows when they are few: a
 	// common word matches far more rows than are usually waiting for Graph.
 	small := false
-	if srch != nil && len(conds) > 0 {
+	if srch != nil && filtered {
 		n, err := countMatches(ctx, tx, nil, conds, limit+1)
 		if err != nil {
 			return page, fmt.Errorf("count associations: %w", err)
@@ -145,7 +152,7 @@ func (s *Store) ListAssociations(ctx context.Context, f ListFilter) (Association
 	// few ids are all the matches there can be, and both the count and the page are read
 	// from them, with no second trip through the index (that trip is most of a rare
 	// term's cost).
-	if srch != nil && len(conds) == 0 {
+	if srch != nil && !filtered {
 		ids, err := candidateIDs(ctx, tx, srch, fewCandidates+1)
 		if err != nil {
 			return page, fmt.Errorf("search associations: %w", err)
@@ -154,7 +161,8 @@ func (s *Store) ListAssociations(ctx context.Context, f ListFilter) (Association
 			return fromIDs(ctx, tx, srch, ids, order, offset, f.PerPage)
 		}
 		// Many: count them in the index alone, which stops at the cap; reading a
-		// thousand rows only to confirm each would cost more than the index.
+		// thousand rows only to confirm each would cost more than the index. (Deleted
+		// ones are counted too: they are few, kept 30 days.)
 		var n int
 		err = tx.QueryRowContext(ctx, "SELECT count(*) FROM (SELECT 1 FROM "+srch.candidates+" LIMIT ?)", srch.match, limit+1).Scan(&n)
 		if err != nil {
@@ -256,7 +264,7 @@ func fromIDs(ctx context.Context, tx readTx, srch *search, ids []int64, order li
 	if err != nil {
 		return page, err
 	}
-	const among = " WHERE id IN (SELECT value FROM json_each(?)) AND instr(search_text, ?) > 0"
+	const among = " WHERE id IN (SELECT value FROM json_each(?)) AND instr(search_text, ?) > 0 AND deleted_at IS NULL"
 	if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM associations"+among, string(list), srch.literal).Scan(&page.Total); err != nil {
 		return page, fmt.Errorf("count associations: %w", err)
 	}

@@ -29,6 +29,8 @@ var (
 	ErrNotFound  = errors.New("not found")
 	ErrConflict  = errors.New("changed by someone else")
 	ErrUnchanged = errors.New("nothing changed")
+	// ErrDeleted: the association was deleted in cartclass; only Restore applies to it.
+	ErrDeleted = errors.New("association deleted")
 )
 
 //go:embed migrations/*.sql
@@ -304,6 +306,11 @@ func (s *Store) migrate(ctx context.Context) error {
 			return err
 		}
 		err = s.inTx(ctx, func(tx *sql.Tx) error {
+			if before := beforeMigration[n]; before != nil {
+				if err := before(ctx, tx); err != nil {
+					return err
+				}
+			}
 			if _, err := tx.ExecContext(ctx, string(body)); err != nil {
 				return err
 			}
@@ -358,4 +365,51 @@ func (s *Store) exec(ctx context.Context, query string, args ...any) (sql.Result
 	}
 	defer s.unlockWriter()
 	return s.write.ExecContext(ctx, query, args...)
+}
+
+// beforeMigration holds the steps, by migration number, that SQL alone cannot take; each
+// runs in its migration's transaction, before the file.
+var beforeMigration = map[int]func(context.Context, *sql.Tx) error{
+	5: allowChangedState,
+}
+
+// allowChangedState adds 'changed' to the values associations.sync_state may hold. SQLite
+// cannot ALTER a CHECK constraint; loosening one changes nothing stored, so it may be done
+// by editing the table's definition in sqlite_schema, as SQLite's ALTER TABLE page (§7)
+// describes: in a transaction, with the schema version bumped so that every connection
+// reads the new definition, and the result checked.
+func allowChangedState(ctx context.Context, tx *sql.Tx) error {
+	const (
+		old = "sync_state IN ('waiting', 'synced', 'failed', 'deleted')"
+		new = "sync_state IN ('waiting', 'synced', 'failed', 'deleted', 'changed')"
+	)
+	var version int64
+	if err := tx.QueryRowContext(ctx, "PRAGMA schema_version").Scan(&version); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, "PRAGMA writable_schema = ON"); err != nil {
+		return err
+	}
+	res, err := tx.ExecContext(ctx, `UPDATE sqlite_schema SET sql = replace(sql, ?, ?)
+		WHERE type = 'table' AND name = 'associations' AND instr(sql, ?) > 0`, old, new, old)
+	if err != nil {
+		return err
+	}
+	if n, err := res.RowsAffected(); err != nil || n != 1 {
+		return fmt.Errorf("allow changed state: the associations table's definition lacks %q", old)
+	}
+	if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA schema_version = %d", version+1)); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, "PRAGMA writable_schema = OFF"); err != nil {
+		return err
+	}
+	var result string
+	if err := tx.QueryRowContext(ctx, "PRAGMA integrity_check").Scan(&result); err != nil {
+		return err
+	}
+	if result != "ok" {
+		return fmt.Errorf("allow changed state: integrity check: %s", result)
+	}
+	return nil
 }
