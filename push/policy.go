@@ -35,26 +35,40 @@ const (
 	// fail: Graph rejected the record (400, 422, other 4xx): park it with Graph's error
 	// until the admin edits it or presses Retry.
 	fail
-	// deleted: a PATCH answered 404: the object was removed in Intune; park it and offer
-	// re-create.
+	// deleted: a GET or PATCH answered 404: the object was removed in Intune; park it and
+	// offer re-create.
 	deleted
-	// postpone: nothing was sent (the queue was paused or the worker is stopping):
-	// release the item without counting an attempt.
+	// postpone: nothing was sent (the queue was paused or the worker is stopping, or the
+	// association was saved again meanwhile): release the item without counting an attempt.
 	postpone
+	// awaitRead: an earlier POST's answer was lost, and only a read of Intune begun after
+	// it can tell whether it created the object: the item waits for that read.
+	awaitRead
 )
 
 func (v verdict) String() string {
-	return [...]string{"retry", "throttle", "permission", "signin", "fail", "deleted", "postpone"}[v]
+	return [...]string{"retry", "throttle", "permission", "signin", "fail", "deleted", "postpone", "await-read"}[v]
 }
 
 // errPaused is returned by the gate when the queue is paused: no request was sent.
 var errPaused = errors.New("push: queue paused")
 
+// errSavedMeanwhile: the association was saved again during the attempt, before anything
+// was sent; it is claimed afresh with its newer state.
+var errSavedMeanwhile = errors.New("push: saved again meanwhile")
+
+// errAwaitRead: the item waits for a read of Intune (see awaitRead).
+var errAwaitRead = errors.New("push: waiting for a read of Intune")
+
 // classify maps the error of an attempt to a verdict; for throttle it also returns how
-// long to pause. update tells whether the attempt was a PATCH (a 404 then means deleted).
+// long to pause. update tells whether the attempt was about an existing object (GET before
+// PATCH, PATCH: a 404 then means deleted).
 func classify(err error, update bool) (verdict, time.Duration) {
-	if errors.Is(err, errPaused) {
+	if errors.Is(err, errPaused) || errors.Is(err, errSavedMeanwhile) {
 		return postpone, 0
+	}
+	if errors.Is(err, errAwaitRead) {
+		return awaitRead, 0
 	}
 	if errors.Is(err, ErrSignInNeeded) || errors.Is(err, graph.ErrNoTokenSource) {
 		return signIn, 0

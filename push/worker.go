@@ -1,10 +1,12 @@
-// Package push delivers saved associations to Microsoft Graph. Saves land in the store
-// with an outbox row in the same transaction; a Worker leases due rows, pushes each
-// association's latest state (POST when Graph does not have it yet, else a PATCH of only
-// the changed properties) and records the outcome. Leases keep one message in flight per
-// association, so a create always precedes its updates; a POST whose answer was lost is
-// reconciled by listing and adopting before it is ever re-sent. What to do with each kind
-// of failure is in policy.go.
+// Package push keeps Microsoft Graph and cartclass in step. Saves land in the store with an
+// outbox row in the same transaction; a Worker leases due rows, pushes each association's
+// latest state (POST when Graph does not have it yet, else a PATCH of only the changed
+// properties, after reading the object to take what changed in Intune; DELETE for one
+// deleted in cartclass) and records the outcome. Leases keep one message in flight per
+// association, so a create always precedes its updates and its delete. The Worker also reads
+// every object in Intune on a schedule and reconciles (read.go, by the rule in
+// reconcile.go); a POST whose answer was lost waits for such a read to adopt what it made
+// before it is ever re-sent. What to do with each kind of failure is in policy.go.
 package push
 
 import (
@@ -43,7 +45,6 @@ type Store interface {
 	NextDue(ctx context.Context) (time.Time, error)
 	MarkCreateSent(ctx context.Context, id int64, owner string, sent store.SentCreate) error
 	ClearCreateSent(ctx context.Context, id int64, owner string) error
-	GraphIDInUse(ctx context.Context, graphID string) (bool, error)
 	CompleteCreate(ctx context.Context, id int64, owner string, p store.Pushed) error
 	CompleteUpdate(ctx context.Context, id int64, owner string, p store.Pushed) error
 	RetryLater(ctx context.Context, id int64, owner string, next time.Time, syncErr *store.SyncError) error
@@ -52,6 +53,15 @@ type Store interface {
 	MarkDeleted(ctx context.Context, id int64, owner string, syncErr *store.SyncError) error
 	ExpediteSubject(ctx context.Context, subject string, now time.Time) (int64, error)
 	QueueStats(ctx context.Context) (depth int, oldestWaiting time.Time, err error)
+
+	CompleteDelete(ctx context.Context, id int64, owner string) error
+	TakeRemote(ctx context.Context, id int64, owner string, revision int64, local, base store.Fields, modified time.Time, by *store.Actor) (store.Association, error)
+	MarkChanged(ctx context.Context, id int64, owner string, remote store.Fields, conflicts []string) error
+	ExpediteUnanswered(ctx context.Context, now time.Time) (int64, error)
+	ApplyRemotePage(ctx context.Context, objs []store.RemoteObject, fetched time.Time, decide store.Decider) (store.PageResult, error)
+	MarkMissing(ctx context.Context, seen []string, started time.Time) (int64, error)
+	SaveRead(ctx context.Context, r store.ReadInfo) error
+	LastRead(ctx context.Context) (store.ReadInfo, bool, error)
 }
 
 // TokenSourcer gives the token source to push a change with. In delegated mode it is the
@@ -125,6 +135,8 @@ type Worker struct {
 	writes        int           // writes per `per` at most
 	per           time.Duration // pacing period
 	requests      int           // requests of any kind per `per` at most
+	readEvery     time.Duration // scheduled reads of Intune; 0: none
+	awaitPoll     time.Duration // how long an unanswered create waits for a read before asking again
 
 	writeLimit *rate.Limiter // nil: writes are not paced
 	allLimit   *rate.Limiter // every request, reads included; nil: not paced
@@ -137,6 +149,10 @@ type Worker struct {
 	permReason  Reason               // ReasonPermission or ReasonCredentials
 	signIn      map[string]time.Time // author's subject → when to ask their token source again
 	lastSuccess time.Time
+	awaiting    map[int64]time.Time // unanswered creates → the read must begin after this
+
+	rd      readState
+	readReq chan struct{} // a read was asked for (cap 1)
 }
 
 // Option configures a Worker.
@@ -226,6 +242,10 @@ func New(st Store, gc *graph.Client, tokens TokenSourcer, opts ...Option) *Worke
 		requests:      1800,
 		wake:          make(chan struct{}),
 		signIn:        map[string]time.Time{},
+		awaiting:      map[int64]time.Time{},
+		readEvery:     15 * time.Minute,
+		awaitPoll:     30 * time.Second,
+		readReq:       make(chan struct{}, 1),
 	}
 	for _, o := range opts {
 		o(w)
@@ -302,10 +322,12 @@ func (w *Worker) Stats(ctx context.Context) (Stats, error) {
 	return s, nil
 }
 
-// Run pushes due items until ctx is done, with the configured number of pushers.
+// Run pushes due items until ctx is done, with the configured number of pushers, and reads
+// Intune on its schedule and when asked.
 func (w *Worker) Run(ctx context.Context) {
 	w.restorePauses(ctx)
 	var wg sync.WaitGroup
+	wg.Go(func() { w.readLoop(ctx) })
 	for i := range w.concurrency {
 		owner := fmt.Sprintf("%s/%d", w.owner, i)
 		wg.Go(func() { w.loop(ctx, owner) })
@@ -483,7 +505,10 @@ func (w *Worker) sendWith(ctx context.Context, owner string, ts oauth2.TokenSour
 // send pushes the item's current state: a create if Graph does not have it yet, else an
 // update. On success the outcome is already recorded.
 func (w *Worker) send(ctx context.Context, owner string, gc *graph.Client, it *store.OutboxItem) error {
-	if it.Association.GraphID == "" {
+	switch {
+	case !it.Association.DeletedAt.IsZero():
+		return w.remove(ctx, owner, gc, it)
+	case it.Association.GraphID == "":
 		return w.create(ctx, owner, gc, it)
 	}
 	return w.update(ctx, owner, gc, it)
@@ -492,10 +517,9 @@ func (w *Worker) send(ctx context.Context, owner string, gc *graph.Client, it *s
 func (w *Worker) create(ctx context.Context, owner string, gc *graph.Client, it *store.OutboxItem) error {
 	a := it.Association
 	if it.CreateSent != nil {
-		// An earlier POST may have created the object although its answer was lost:
-		// adopt it rather than create a duplicate.
-		adopted, err := w.adopt(ctx, owner, gc, it)
-		if adopted || err != nil {
+		// An earlier POST may have created the object although its answer was lost: a
+		// read of Intune adopts it if so. Until one has begun since, post nothing.
+		if err := w.settledByRead(a.ID); err != nil {
 			return err
 		}
 	}
@@ -512,7 +536,7 @@ func (w *Worker) create(ctx context.Context, owner string, gc *graph.Client, it 
 	defer cancel()
 	if err != nil {
 		if !graph.OutcomeUnknown(err) {
-			// A definite refusal created nothing: no need to list before the next POST.
+			// A definite refusal created nothing: no need to read before the next POST.
 			if cerr := w.st.ClearCreateSent(bctx, a.ID, owner); cerr == nil {
 				it.CreateSent = nil
 			}
@@ -525,77 +549,125 @@ func (w *Worker) create(ctx context.Context, owner string, gc *graph.Client, it 
 	})
 }
 
-// adopt lists the remote objects and links the association to one that holds what it
-// holds now, or what the unanswered POST carried, and that no other association is
-// linked to.
-func (w *Worker) adopt(ctx context.Context, owner string, gc *graph.Client, it *store.OutboxItem) (bool, error) {
-	if err := w.gate(ctx, false); err != nil {
-		return false, err
+// settledByRead tells whether the unanswered POST of association id has been settled by
+// a complete read of Intune begun after it (one that would have adopted its object): nil
+// if so. Otherwise it asks for a read and returns errAwaitRead. One read serves every
+// waiting create.
+func (w *Worker) settledByRead(id int64) error {
+	now := w.now()
+	w.mu.Lock()
+	after, ok := w.awaiting[id]
+	if !ok {
+		// This claim comes after the attempt that lost the answer ended: a read begun
+		// from now on sees whatever that POST created.
+		after = now
+		w.awaiting[id] = now
 	}
-	remote, err := gc.List(ctx)
-	if err != nil {
-		return false, err
+	w.mu.Unlock()
+	if last := w.lastCompleteRead(); last.After(after) {
+		w.mu.Lock()
+		delete(w.awaiting, id)
+		w.mu.Unlock()
+		return nil
 	}
-	a := it.Association
-	for _, r := range remote {
-		var rev int64
-		switch f := fromGraph(r); {
-		case f.Equal(a.Fields):
-			rev = a.Revision
-		case f.Equal(it.CreateSent.Fields):
-			rev = it.CreateSent.Revision
-		default:
-			continue
-		}
-		inUse, err := w.st.GraphIDInUse(ctx, r.ID)
-		if err != nil {
-			return false, err
-		}
-		if inUse {
-			continue
-		}
-		w.log.Info("graph_create_adopted", "association_id", a.ID, "graph_id", r.ID, "revision", rev)
-		bctx, cancel := bookkeeping(ctx)
-		defer cancel()
-		return true, w.st.CompleteCreate(bctx, a.ID, owner, store.Pushed{
-			GraphID: r.ID, GraphCreatedAt: r.CreatedDateTime, GraphModifiedAt: r.LastModifiedDateTime,
-			Revision: rev, Fields: fromGraph(r),
-		})
-	}
-	return false, nil
+	w.requestRead("")
+	return errAwaitRead
 }
 
-func (w *Worker) update(ctx context.Context, owner string, gc *graph.Client, it *store.OutboxItem) error {
+// remove deletes in Intune an association deleted in cartclass. One never created there
+// needs no request; one whose POST went unanswered waits for a read to adopt (then it is
+// deleted) or to show that nothing was made.
+func (w *Worker) remove(ctx context.Context, owner string, gc *graph.Client, it *store.OutboxItem) error {
 	a := it.Association
-	cur := toGraph(a.Fields)
-	var base graph.Association
-	var p graph.Patch
-	if it.SyncedFields == nil {
-		// What Graph holds is unknown (linked before the outbox existed): send everything.
-		p = graph.FullPatch(cur)
-	} else {
-		base = toGraph(*it.SyncedFields)
-		p = graph.Diff(base, cur)
-	}
-	if p.IsEmpty() {
-		return w.st.CompleteUpdate(ctx, a.ID, owner, store.Pushed{Revision: a.Revision, Fields: a.Fields})
+	if a.GraphID == "" {
+		if it.CreateSent != nil {
+			if err := w.settledByRead(a.ID); err != nil {
+				return err
+			}
+		}
+		return w.st.CompleteDelete(ctx, a.ID, owner)
 	}
 	if err := w.gate(ctx, true); err != nil {
 		return err
 	}
-	obj, err := gc.Update(ctx, a.GraphID, p)
+	err := gc.Delete(ctx, a.GraphID)
+	if err != nil && !graph.IsNotFound(err) {
+		return err
+	}
+	// 204, or 404: gone either way (a retried DELETE whose first answer was lost).
+	bctx, cancel := bookkeeping(ctx)
+	defer cancel()
+	w.log.Info("graph_deleted", "association_id", a.ID, "graph_id", a.GraphID, "already_gone", err != nil)
+	return w.st.CompleteDelete(bctx, a.ID, owner)
+}
+
+// update reads the object first and reconciles (the rule in reconcile.go): it takes what
+// changed only in Intune, parks a field changed on both sides, and PATCHes only
+// cartclass's own changes. A 404 means the object was deleted in Intune.
+func (w *Worker) update(ctx context.Context, owner string, gc *graph.Client, it *store.OutboxItem) error {
+	a := it.Association
+	if err := w.gate(ctx, false); err != nil {
+		return err
+	}
+	obj, err := gc.Get(ctx, a.GraphID)
 	if err != nil {
 		return err
 	}
+	remote := fromGraph(obj)
+	d := Decide(it.SyncedFields, a.Fields, remote)
 	bctx, cancel := bookkeeping(ctx)
 	defer cancel()
+	switch d.Outcome {
+	case Conflict:
+		w.log.Info("graph_changed_in_intune", "association_id", a.ID, "graph_id", a.GraphID, "fields", d.Conflicts)
+		return w.st.MarkChanged(bctx, a.ID, owner, remote, d.Conflicts)
+	case InStep:
+		return w.st.CompleteUpdate(bctx, a.ID, owner, store.Pushed{
+			GraphModifiedAt: obj.LastModifiedDateTime, Revision: a.Revision, Fields: remote})
+	case TakeIntune:
+		cur, err := w.st.TakeRemote(bctx, a.ID, owner, a.Revision, d.Local, d.Base, obj.LastModifiedDateTime, &store.IntuneActor)
+		if err != nil {
+			return takeErr(err)
+		}
+		w.log.Info("graph_intune_change_taken", "association_id", a.ID, "fields", d.Taken)
+		return w.st.CompleteUpdate(bctx, a.ID, owner, store.Pushed{Revision: cur.Revision, Fields: d.Base})
+	}
+	// PushLocal: first take Intune's changes to other fields, so that what is sent is
+	// only cartclass's own.
+	rev := a.Revision
+	if len(d.Taken) > 0 {
+		cur, err := w.st.TakeRemote(bctx, a.ID, owner, a.Revision, d.Local, d.Base, obj.LastModifiedDateTime, nil)
+		if err != nil {
+			return takeErr(err)
+		}
+		rev = cur.Revision
+		w.log.Info("graph_intune_change_taken", "association_id", a.ID, "fields", d.Taken)
+	}
+	base := toGraph(d.Base)
+	p := graph.Diff(base, toGraph(d.Local))
+	if err := w.gate(ctx, true); err != nil {
+		return err
+	}
+	updated, err := gc.Update(ctx, a.GraphID, p)
+	if err != nil {
+		return err
+	}
 	held, modified := p.Apply(base), time.Time{}
-	if obj != nil { // 200 with the object; 204 tells only that what was sent applied
-		held, modified = *obj, obj.LastModifiedDateTime
+	if updated != nil { // 200 with the object; 204 tells only that what was sent applied
+		held, modified = *updated, updated.LastModifiedDateTime
 	}
 	return w.st.CompleteUpdate(bctx, a.ID, owner, store.Pushed{
-		GraphModifiedAt: modified, Revision: a.Revision, Fields: fromGraph(held),
+		GraphModifiedAt: modified, Revision: rev, Fields: fromGraph(held),
 	})
+}
+
+// takeErr is what a refused TakeRemote means for the attempt: the association was saved
+// again (claim it afresh), or the lease was lost.
+func takeErr(err error) error {
+	if errors.Is(err, store.ErrConflict) {
+		return errSavedMeanwhile
+	}
+	return err
 }
 
 // bookkeeping is the context for recording an outcome Graph has already acted on: it
@@ -613,12 +685,15 @@ func (w *Worker) settle(bctx, ctx context.Context, owner, subject string, it sto
 	}
 	update := a.GraphID != ""
 	v, wait := classify(err, update)
+	if ctx.Err() != nil && v == awaitRead {
+		v = postpone
+	}
 	if ctx.Err() != nil && v == retry {
 		v = postpone // stopping: not the record's fault
 	}
 	now := w.now()
 	syncErr := syncErrorOf(err)
-	attrs := []any{"association_id", a.ID, "revision", a.Revision, "op", op(update), "action", v.String(),
+	attrs := []any{"association_id", a.ID, "revision", a.Revision, "op", op(a), "action", v.String(),
 		"attempts", it.Attempts + 1, "err", err.Error()}
 	var ae *graph.APIError
 	if errors.As(err, &ae) {
@@ -672,8 +747,14 @@ func (w *Worker) settle(bctx, ctx context.Context, owner, subject string, it sto
 		// Nothing reached Graph (paused meanwhile, or stopping): due again right away;
 		// the loop waits out the pause before claiming it.
 		serr = w.st.Postpone(bctx, a.ID, owner, now, nil)
+	case awaitRead:
+		// Due again when the read ends (it expedites every waiting create), or after a
+		// while, to ask again if the read failed.
+		serr = w.st.Postpone(bctx, a.ID, owner, now.Add(w.awaitPoll), nil)
 	}
-	if v == postpone && !errors.Is(err, context.Canceled) {
+	if v == awaitRead {
+		w.log.Debug("graph_push_awaiting_read", attrs...)
+	} else if v == postpone && !errors.Is(err, context.Canceled) {
 		w.log.Debug("graph_push_postponed", attrs...)
 	} else if v != postpone {
 		if ae != nil && ae.Message != "" {
@@ -686,8 +767,11 @@ func (w *Worker) settle(bctx, ctx context.Context, owner, subject string, it sto
 	}
 }
 
-func op(update bool) string {
-	if update {
+func op(a store.Association) string {
+	switch {
+	case !a.DeletedAt.IsZero():
+		return "delete"
+	case a.GraphID != "":
 		return "update"
 	}
 	return "create"

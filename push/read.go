@@ -1,0 +1,420 @@
+package push
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"golang.org/x/oauth2"
+
+	"github.com/cartclass/cartclass/graph"
+	"github.com/cartclass/cartclass/store"
+)
+
+// This file is the Worker's read of Intune: every object, page by page, each page
+// reconciled in one transaction (by the rule in reconcile.go), on a schedule, when an admin
+// asks, and when an unanswered create needs one. Only one read runs at a time. Reads pass
+// the same pacing gate as pushes, and a 429 on either pauses both.
+
+// ReadTokenSourcer is implemented by a TokenSourcer that can choose whose token reads
+// Intune: preferred (the admin who asked, may be empty) if it can, else another admin's.
+// Without it, reads use TokenSource(ctx, preferred).
+type ReadTokenSourcer interface {
+	ReadTokenSource(ctx context.Context, preferred string) (oauth2.TokenSource, error)
+}
+
+// ReadStatus is the state of reading Intune, for the sync panel.
+type ReadStatus struct {
+	Running   bool      // a read is running or about to start
+	SoFar     int       // objects read so far by the running read
+	StartedAt time.Time // when the running read began
+	Last      store.ReadInfo
+	HaveLast  bool // false: Intune has not been read (since this database was made)
+}
+
+// readState is guarded by Worker.mu.
+type readState struct {
+	loaded       bool   // Last was loaded from the store
+	queued       bool   // a read was asked for and has not begun
+	running      bool   // a read is running
+	subject      string // whose token the queued read prefers
+	soFar        int
+	startedAt    time.Time
+	last         store.ReadInfo
+	haveLast     bool
+	lastComplete time.Time // when the last complete read began
+	failures     int       // reads failed in a row
+}
+
+// WithReadEvery sets how often Intune is read in full (default 15 min); 0 turns the
+// schedule off (reads then happen only when asked for). With a schedule, the first read is
+// at start-up.
+func WithReadEvery(d time.Duration) Option { return func(w *Worker) { w.readEvery = max(d, 0) } }
+
+// WithAwaitPoll sets how long a create whose POST went unanswered waits for a read of
+// Intune before asking for one again (default 30 s).
+func WithAwaitPoll(d time.Duration) Option {
+	return func(w *Worker) {
+		if d > 0 {
+			w.awaitPoll = d
+		}
+	}
+}
+
+// RequestRead asks for a read of Intune now, preferring subject's token where tokens are
+// the admins'. It returns false when a read is already running or queued.
+func (w *Worker) RequestRead(subject string) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.rd.running || w.rd.queued {
+		return false
+	}
+	w.rd.queued, w.rd.subject = true, subject
+	select {
+	case w.readReq <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// requestRead asks for a read unless one is running or queued.
+func (w *Worker) requestRead(subject string) { w.RequestRead(subject) }
+
+// ReadStatus reports the running read and the last finished one. It is safe for
+// concurrent use.
+func (w *Worker) ReadStatus() ReadStatus {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return ReadStatus{Running: w.rd.running || w.rd.queued, SoFar: w.rd.soFar, StartedAt: w.rd.startedAt,
+		Last: w.rd.last, HaveLast: w.rd.haveLast}
+}
+
+// lastCompleteRead is when the last read that reached its last page began (zero: none).
+func (w *Worker) lastCompleteRead() time.Time {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.rd.lastComplete
+}
+
+// loadLastRead takes up the last read an earlier run recorded, for the sync panel.
+func (w *Worker) loadLastRead(ctx context.Context) {
+	last, ok, err := w.st.LastRead(ctx)
+	if err != nil {
+		w.log.Error("graph_read_load_failed", "err", err)
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.rd.loaded = true
+	if ok && !w.rd.haveLast {
+		w.rd.last, w.rd.haveLast = last, true
+	}
+	// A complete read of an earlier run does not settle this run's unanswered creates:
+	// those are waited for from their first claim in this run, which is later.
+}
+
+// readLoop runs reads: at start-up and every readEvery when scheduled, and when asked.
+// After a failed read the next one that nobody asked for waits a growing backoff.
+func (w *Worker) readLoop(ctx context.Context) {
+	w.loadLastRead(ctx)
+	var tick <-chan time.Time
+	var timer *time.Timer
+	if w.readEvery > 0 {
+		timer = time.NewTimer(0)
+		defer timer.Stop()
+		tick = timer.C
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-w.readReq:
+		case <-tick:
+		}
+		w.mu.Lock()
+		subject, failures := w.rd.subject, w.rd.failures
+		w.mu.Unlock()
+		if failures > 0 && subject == "" {
+			// Asked by a waiting create, or scheduled, after failures: back off.
+			if !sleep(ctx, backoff(failures, 5*time.Second, 5*time.Minute), nil) {
+				return
+			}
+		}
+		w.runRead(ctx)
+		if timer != nil {
+			w.mu.Lock()
+			next := w.readEvery
+			if w.rd.failures > 0 {
+				next = min(next, backoff(w.rd.failures, 5*time.Second, 5*time.Minute)+5*time.Second)
+			}
+			w.mu.Unlock()
+			timer.Reset(next)
+		}
+	}
+}
+
+// runRead runs one read and records how it went.
+func (w *Worker) runRead(ctx context.Context) {
+	started := w.now()
+	w.mu.Lock()
+	subject := w.rd.subject
+	w.rd.queued, w.rd.running, w.rd.subject, w.rd.soFar, w.rd.startedAt = false, true, "", 0, started
+	select {
+	case <-w.readReq: // this read serves that request too
+	default:
+	}
+	w.mu.Unlock()
+
+	tally, err := w.read(ctx, subject, started)
+	info := store.ReadInfo{StartedAt: started, FinishedAt: w.now(), Objects: tally.objects, Complete: err == nil}
+	if err != nil {
+		info.Error = readError(err)
+	}
+	bctx, cancel := bookkeeping(ctx)
+	defer cancel()
+	if serr := w.st.SaveRead(bctx, info); serr != nil {
+		w.log.Error("graph_read_record_failed", "err", serr)
+	}
+	w.mu.Lock()
+	w.rd.running, w.rd.last, w.rd.haveLast = false, info, true
+	if err == nil {
+		w.rd.lastComplete, w.rd.failures = started, 0
+	} else {
+		w.rd.failures++
+	}
+	w.mu.Unlock()
+
+	attrs := []any{"objects", tally.objects, "pages", tally.pages, "imported", tally.Imported, "adopted", tally.Adopted,
+		"taken", tally.Taken, "to_push", tally.Pushed, "conflicts", tally.Conflicts, "missing", tally.missing,
+		"unreadable", tally.unreadable, "duration", info.FinishedAt.Sub(started)}
+	if err != nil {
+		if ctx.Err() == nil {
+			w.log.Warn("graph_read_failed", append(attrs, "err", err.Error())...)
+		}
+		return
+	}
+	w.log.Info("graph_read", attrs...)
+	// Unanswered creates waiting for this read: adopted ones are linked now; the rest
+	// learn that their POST made nothing.
+	if _, err := w.st.ExpediteUnanswered(bctx, w.now()); err != nil {
+		w.log.Error("graph_read_expedite_failed", "err", err)
+	}
+	w.Kick()
+}
+
+// readTally counts what a read did.
+type readTally struct {
+	store.PageResult
+	objects, pages, missing, unreadable int
+}
+
+// read lists every object and reconciles page by page; only when the listing reached its
+// last page are the associations it no longer holds marked deleted in Intune.
+func (w *Worker) read(ctx context.Context, subject string, started time.Time) (readTally, error) {
+	var tally readTally
+	ts, err := w.readTokens(ctx, subject)
+	if err != nil {
+		return tally, fmt.Errorf("token source: %w", err)
+	}
+	tally, err = w.readWith(ctx, ts, started)
+	var ae *graph.APIError
+	if !errors.As(err, &ae) || ae.Status != http.StatusUnauthorized {
+		return tally, err
+	}
+	// The token was refused: ask for a fresh one once, and start over.
+	if inv, ok := w.tokens.(Invalidator); ok {
+		inv.Invalidate(subject)
+	}
+	if ts, err = w.readTokens(ctx, subject); err != nil {
+		return tally, fmt.Errorf("token source: %w", err)
+	}
+	return w.readWith(ctx, ts, started)
+}
+
+func (w *Worker) readTokens(ctx context.Context, subject string) (oauth2.TokenSource, error) {
+	if rt, ok := w.tokens.(ReadTokenSourcer); ok {
+		return rt.ReadTokenSource(ctx, subject)
+	}
+	return w.tokens.TokenSource(ctx, subject)
+}
+
+func (w *Worker) readWith(ctx context.Context, ts oauth2.TokenSource, started time.Time) (readTally, error) {
+	var tally readTally
+	tok, err := ts.Token()
+	if err != nil {
+		return tally, fmt.Errorf("get token: %w", err)
+	}
+	gc := w.gc.WithTokenSource(oauth2.ReuseTokenSource(tok, ts))
+	if err := w.readGate(ctx); err != nil {
+		return tally, err
+	}
+	var seen []string
+	unidentified := 0
+	fetched := w.now()
+	for page, err := range gc.Pages(ctx) {
+		if err != nil {
+			w.throttledBy(err)
+			return tally, err
+		}
+		tally.pages++
+		for _, sk := range page.Skipped {
+			// Logged once and left out: never imported half. Its id (if readable) still
+			// counts as present, so it is not taken for deleted.
+			w.log.Warn("graph_read_object_skipped", "graph_id", sk.ID, "err", sk.Err.Error())
+			tally.unreadable++
+			if sk.ID != "" {
+				seen = append(seen, sk.ID)
+			} else {
+				unidentified++
+			}
+		}
+		objs := make([]store.RemoteObject, 0, len(page.Objects))
+		for _, o := range page.Objects {
+			objs = append(objs, store.RemoteObject{GraphID: o.ID, Fields: fromGraph(o),
+				CreatedAt: o.CreatedDateTime, ModifiedAt: o.LastModifiedDateTime})
+			seen = append(seen, o.ID)
+		}
+		res, err := w.st.ApplyRemotePage(ctx, objs, fetched, decideRemote)
+		if err != nil {
+			return tally, err
+		}
+		tally.Imported += res.Imported
+		tally.Adopted += res.Adopted
+		tally.Taken += res.Taken
+		tally.Pushed += res.Pushed
+		tally.Conflicts += res.Conflicts
+		tally.objects += len(page.Objects)
+		w.mu.Lock()
+		w.rd.soFar = tally.objects
+		w.mu.Unlock()
+		if res.Pushed > 0 {
+			w.Kick()
+		}
+		if page.Last {
+			break
+		}
+		// Pages requests the next page when this body returns: pass the gate first.
+		if err := w.readGate(ctx); err != nil {
+			return tally, err
+		}
+		fetched = w.now()
+	}
+	if unidentified > 0 {
+		// An object whose id could not be read may be any of them: conclude nothing.
+		w.log.Warn("graph_read_missing_not_checked", "unidentified", unidentified)
+		return tally, nil
+	}
+	n, err := w.st.MarkMissing(ctx, seen, started)
+	if err != nil {
+		return tally, err
+	}
+	tally.missing = int(n)
+	return tally, nil
+}
+
+// readGate is passed before each page request: it waits out a throttling pause (a 429 on
+// a push pauses reads too), then takes a turn under the limit for every request. A pause
+// for a missing write permission does not stop reads.
+func (w *Worker) readGate(ctx context.Context) error {
+	for {
+		now := w.now()
+		w.mu.Lock()
+		d := w.throttled.Sub(now)
+		w.mu.Unlock()
+		if d <= 0 {
+			break
+		}
+		if !sleep(ctx, d, nil) {
+			return ctx.Err()
+		}
+	}
+	if w.allLimit == nil {
+		return nil
+	}
+	now := w.now()
+	res := w.allLimit.ReserveN(now, 1)
+	if d := res.DelayFrom(now); d > 0 && !sleep(ctx, d, nil) {
+		res.CancelAt(w.now())
+		return ctx.Err()
+	}
+	return nil
+}
+
+// throttledBy pauses every request (pushes too) when err is a 429 with Retry-After.
+func (w *Worker) throttledBy(err error) {
+	if v, wait := classify(err, false); v == throttle {
+		until := w.now().Add(wait)
+		w.mu.Lock()
+		if until.After(w.throttled) {
+			w.throttled = until
+		}
+		w.mu.Unlock()
+		w.log.Info("graph_read_throttled", "paused_until", until)
+	}
+}
+
+// readError is a failed read in words for the sync panel.
+func readError(err error) string {
+	var ae *graph.APIError
+	switch {
+	case errors.As(err, &ae) && ae.Status == http.StatusForbidden:
+		return "Microsoft Graph refused the read (403): cartclass needs DeviceManagementConfiguration.Read.All (or ReadWrite.All). " + ae.Short()
+	case errors.As(err, &ae) && ae.Status == http.StatusTooManyRequests:
+		return "Intune asked cartclass to slow down (429); the read is tried again after the pause."
+	case errors.As(err, &ae):
+		return ae.Short()
+	case errors.Is(err, ErrSignInNeeded), errors.Is(err, graph.ErrNoTokenSource):
+		return "No admin's sign-in is available to read Intune with: it is read after an admin signs in."
+	case errors.Is(err, context.Canceled):
+		return "The read was stopped (cartclass shutting down)."
+	}
+	var te *graph.TransportError
+	if errors.As(err, &te) {
+		return "Could not reach Microsoft Graph."
+	}
+	return "The read failed: " + err.Error()
+}
+
+// decideRemote is the verdict for one object of a read: the rule in reconcile.go, plus
+// what only a listing knows. It is pure (it runs inside the page's transaction).
+func decideRemote(remote store.RemoteObject, local *store.Local, pending []store.Local) store.Verdict {
+	if local == nil {
+		// Unknown here: made by an unanswered POST of ours, or in Intune by someone else.
+		for _, p := range pending {
+			rev, ok := int64(0), false
+			switch {
+			case remote.Fields.Equal(p.Association.Fields):
+				rev, ok = p.Association.Revision, true
+			case p.CreateSent != nil && remote.Fields.Equal(p.CreateSent.Fields):
+				rev, ok = p.CreateSent.Revision, true
+			}
+			if !ok {
+				continue
+			}
+			if p.Leased {
+				// Its worker is posting right now and links what it made.
+				return store.Verdict{Kind: store.VerdictSkip}
+			}
+			return store.Verdict{Kind: store.VerdictAdopt, AdoptID: p.Association.ID, AdoptRev: rev}
+		}
+		return store.Verdict{Kind: store.VerdictImport}
+	}
+	a := local.Association
+	if local.Leased || local.Stale || !a.DeletedAt.IsZero() {
+		// In flight (its worker reads it before sending), older than what is known, or
+		// being deleted: nothing to learn here.
+		return store.Verdict{Kind: store.VerdictSkip}
+	}
+	d := Decide(local.Base, a.Fields, remote.Fields)
+	switch d.Outcome {
+	case TakeIntune:
+		return store.Verdict{Kind: store.VerdictTake, Local: d.Local}
+	case PushLocal:
+		return store.Verdict{Kind: store.VerdictPush, Local: d.Local}
+	case Conflict:
+		return store.Verdict{Kind: store.VerdictConflict, Conflicts: d.Conflicts}
+	}
+	return store.Verdict{Kind: store.VerdictInStep}
+}
