@@ -33,6 +33,35 @@ type AssociationList struct {
 	Items       []store.Association
 	// NotSynced limits the list to associations Graph does not hold yet.
 	NotSynced bool
+	// Deleted lists the associations deleted in cartclass in the last 30 days instead.
+	Deleted bool
+	// Intune is what the empty page says about reading Intune; nil without Graph.
+	Intune *IntuneReading
+}
+
+// The values of the list's state filter (the "state" query parameter).
+const (
+	StateNotSynced = "notsynced"
+	StateDeleted   = "deleted"
+)
+
+// IntuneReading is how far reading Intune has got, for the empty list: it must not say
+// there is nothing while Intune may hold associations cartclass has not read yet.
+type IntuneReading struct {
+	Running   bool // a read is under way
+	SoFar     int  // objects read so far by the running read
+	FoundNone bool // the last read was complete and Intune held no associations
+}
+
+// state is the list's filter as the "state" query parameter spells it ("" for all).
+func (l AssociationList) state() string {
+	switch {
+	case l.Deleted:
+		return StateDeleted
+	case l.NotSynced:
+		return StateNotSynced
+	}
+	return ""
 }
 
 // URL is this list's canonical address: the list endpoint sends it as HX-Push-Url, so the
@@ -42,18 +71,19 @@ func (l AssociationList) URL() string { return l.url(l.Sort, l.Page) }
 // url is this list's address with another sort and page, keeping search and filter.
 func (l AssociationList) url(sort string, page int) string {
 	u := ListURL(l.Query, sort, page)
-	if !l.NotSynced {
+	state := l.state()
+	if state == "" {
 		return u
 	}
 	if strings.Contains(u, "?") {
-		return u + "&state=notsynced"
+		return u + "&state=" + state
 	}
-	return u + "?state=notsynced"
+	return u + "?state=" + state
 }
 
-// empty reports whether there is nothing to list at all (not merely no search results):
+// Empty reports whether there is nothing to list at all (not merely no search results):
 // the page then shows the empty state instead of the toolbar and table.
-func (l AssociationList) empty() bool { return l.Total == 0 && l.Query == "" && !l.NotSynced }
+func (l AssociationList) Empty() bool { return l.Total == 0 && l.Query == "" && l.state() == "" }
 
 // Pages is the number of pages of results (at least 1). When the count was capped it is a
 // lower bound that includes the page after the counted ones.

@@ -117,6 +117,8 @@ func thousands(n int) string {
 const (
 	SyncStatusID = "sync-status"
 	SyncStatsID  = "sync-stats"
+	// EmptyStateID is the empty list page while Intune is being read.
+	EmptyStateID = "empty-state"
 )
 
 // ListURL is the address of the association list with the given search, sort and page;

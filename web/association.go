@@ -42,14 +42,15 @@ func (s *Server) handleAssociationList(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	// A query is one line: a line break would let it match across two values.
 	query := strings.TrimSpace(strings.Join(strings.FieldsFunc(q.Get("q"), func(r rune) bool { return r == '\n' || r == '\r' }), " "))
-	l := views.AssociationList{Query: query, Sort: q.Get("sort"), PerPage: perPage, NotSynced: q.Get("state") == "notsynced"}
+	l := views.AssociationList{Query: query, Sort: q.Get("sort"), PerPage: perPage,
+		NotSynced: q.Get("state") == views.StateNotSynced, Deleted: q.Get("state") == views.StateDeleted}
 	if !store.ValidSort(l.Sort) {
 		l.Sort = store.SortModifiedDesc
 	}
 	l.Page, _ = strconv.Atoi(q.Get("page"))
 	l.Page = min(max(l.Page, 1), maxPage) // past the end is handled below
 
-	f := store.ListFilter{Query: l.Query, Sort: l.Sort, Page: l.Page, PerPage: perPage, NotSynced: l.NotSynced}
+	f := store.ListFilter{Query: l.Query, Sort: l.Sort, Page: l.Page, PerPage: perPage, NotSynced: l.NotSynced, Deleted: l.Deleted}
 	res, err := s.store.ListAssociations(r.Context(), f)
 	if err == nil && len(res.Items) == 0 && res.Total > 0 {
 		// A bookmarked page past the end: show the last page rather than nothing.
@@ -63,7 +64,21 @@ func (s *Server) handleAssociationList(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	l.Items, l.Total, l.TotalCapped = res.Items, res.Total, res.TotalCapped
+	if l.Empty() {
+		l.Intune = s.intuneReading()
+	}
 
+	if isHTMX(r) && r.Header.Get("HX-Target") == views.EmptyStateID {
+		// The empty page's poll while Intune is read: once something arrived, the whole
+		// page is due (toolbar and table), so the browser reloads it.
+		if !l.Empty() {
+			w.Header().Set("HX-Refresh", "true")
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		s.render(w, r, http.StatusOK, views.EmptyState(l, s.canEdit(r)))
+		return
+	}
 	if isHTMX(r) && r.Header.Get("HX-Target") == "association-table" {
 		// htmx would push the request's URL, every form field included (q=&state=&sort=…);
 		// push the short canonical one so the address bar stays readable and bookmarkable.
@@ -131,6 +146,11 @@ func (s *Server) handleAssociationEdit(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	if !a.DeletedAt.IsZero() {
+		// A form whose Save could only fail: say why instead.
+		s.fail(w, r, store.ErrDeleted)
+		return
+	}
 	v := views.ValuesOf(a.Fields)
 	f := views.AssociationForm{ID: a.ID, Revision: a.Revision, Values: v, Base: &v}
 	s.renderForm(w, r, http.StatusOK, "Edit "+a.DisplayName, f)
@@ -165,6 +185,10 @@ func (s *Server) handleAssociationUpdate(w http.ResponseWriter, r *http.Request)
 	switch {
 	case errors.Is(err, store.ErrUnchanged):
 		s.setFlash(w, "unchanged")
+	case errors.As(err, &conflict) && !conflict.Current.DeletedAt.IsZero():
+		// Deleted while it was being edited: there is nothing to re-apply the change to.
+		s.fail(w, r, store.ErrDeleted)
+		return
 	case errors.As(err, &conflict):
 		s.renderConflict(w, r, fields, f.Base, conflict.Current)
 		return
@@ -240,6 +264,22 @@ func (s *Server) renderForm(w http.ResponseWriter, r *http.Request, status int, 
 	s.renderPage(w, r, status, views.AssociationFormView(f), func() templ.Component {
 		return views.AssociationFormPage(s.page(w, r, title, crumbs...), f)
 	})
+}
+
+// intuneReading is what the empty list says about reading Intune: nil without Graph.
+func (s *Server) intuneReading() *views.IntuneReading {
+	if s.pusher == nil {
+		return nil
+	}
+	st := s.pusher.ReadStatus()
+	return &views.IntuneReading{Running: st.Running, SoFar: st.SoFar,
+		FoundNone: st.HaveLast && st.Last.Complete && st.Last.Error == "" && st.Last.Objects == 0}
+}
+
+// canEdit reports whether the signed-in user may change associations.
+func (s *Server) canEdit(r *http.Request) bool {
+	u, _ := s.currentUser(r)
+	return u.Role >= RoleAdmin
 }
 
 // actor is the signed-in user as the audit fields record them.

@@ -50,7 +50,14 @@ type Config struct {
 	GraphClientSecret string    // CARTCLASS_GRAPH_CLIENT_SECRET; empty means the OIDC client's
 	GraphAppScope     string    // CARTCLASS_GRAPH_APP_SCOPE
 	GraphWritesPer20s int       // CARTCLASS_GRAPH_WRITES_PER_20S: pacing below Intune's limit; 0 lifts it
+	// GraphSyncEvery is CARTCLASS_GRAPH_SYNC_EVERY: Intune is read in full at start-up and
+	// then this often; 0 reads only when an admin presses Refresh.
+	GraphSyncEvery time.Duration
 }
+
+// minSyncEvery is the shortest schedule for reading Intune: each read lists every object,
+// and a shorter one would spend Intune's request budget on little news.
+const minSyncEvery = 5 * time.Second
 
 // GraphAuth is how cartclass authenticates its pushes to Graph.
 type GraphAuth string
@@ -115,6 +122,7 @@ var Vars = []Var{
 	{Name: "CARTCLASS_GRAPH_CLIENT_SECRET", Default: "CARTCLASS_OIDC_CLIENT_SECRET", Usage: "app mode: client secret", Secret: true},
 	{Name: "CARTCLASS_GRAPH_APP_SCOPE", Default: "https://graph.microsoft.com/.default", Usage: "app mode: scope requested"},
 	{Name: "CARTCLASS_GRAPH_WRITES_PER_20S", Default: "90", Usage: "writes sent to Graph per 20 s at most (Intune allows 100 per app); 0 lifts pacing"},
+	{Name: "CARTCLASS_GRAPH_SYNC_EVERY", Default: "15m", Usage: "read every association in Intune at start-up and then this often (a Go duration, at least 5s); 0 turns the schedule off (Refresh on the sync panel still reads)"},
 }
 
 // LoadConfig reads the configuration through getenv (os.Getenv in main) and validates it,
@@ -193,6 +201,11 @@ func LoadConfig(getenv func(string) string, dev bool) (Config, error) {
 		bad("CARTCLASS_GRAPH_WRITES_PER_20S=%q: want a whole number from 0 (no pacing) to 100 (Intune's limit per app)", get("CARTCLASS_GRAPH_WRITES_PER_20S"))
 	} else {
 		cfg.GraphWritesPer20s = n
+	}
+	if v, err := time.ParseDuration(get("CARTCLASS_GRAPH_SYNC_EVERY")); err != nil || v < 0 || (v > 0 && v < minSyncEvery) {
+		bad("CARTCLASS_GRAPH_SYNC_EVERY=%q: want 0 (no schedule) or a duration of at least 5s, such as 15m", get("CARTCLASS_GRAPH_SYNC_EVERY"))
+	} else {
+		cfg.GraphSyncEvery = v
 	}
 	if set("CARTCLASS_OIDC_SCOPES") {
 		cfg.OIDCScopes = strings.Fields(get("CARTCLASS_OIDC_SCOPES"))

@@ -167,3 +167,34 @@ func TestGraphClientDefaultsToOIDCClientOnUse(t *testing.T) {
 		t.Errorf("GraphClient() = %q, %q; want CARTCLASS_GRAPH_CLIENT_ID/_SECRET", id, secret)
 	}
 }
+
+// Intune is read every 15 minutes unless told otherwise; 0 turns the schedule off, and a
+// schedule under 5 s is refused at start-up rather than spending Intune's request budget.
+func TestGraphSyncEvery(t *testing.T) {
+	for _, c := range []struct {
+		value string
+		want  time.Duration
+		ok    bool
+	}{
+		{"", 15 * time.Minute, true},
+		{"0", 0, true},
+		{"5s", 5 * time.Second, true},
+		{"1h", time.Hour, true},
+		{"4s", 0, false},
+		{"-1m", 0, false},
+		{"15", 0, false},
+		{"often", 0, false},
+	} {
+		env := required()
+		env["CARTCLASS_GRAPH_SYNC_EVERY"] = c.value
+		cfg, err := web.LoadConfig(envFunc(env), false)
+		switch {
+		case c.ok && err != nil:
+			t.Errorf("%q refused: %v", c.value, err)
+		case c.ok && cfg.GraphSyncEvery != c.want:
+			t.Errorf("%q = %v, want %v", c.value, cfg.GraphSyncEvery, c.want)
+		case !c.ok && (err == nil || !strings.Contains(err.Error(), "CARTCLASS_GRAPH_SYNC_EVERY")):
+			t.Errorf("%q: error %v, want one naming CARTCLASS_GRAPH_SYNC_EVERY", c.value, err)
+		}
+	}
+}

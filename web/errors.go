@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strconv"
 
 	"github.com/a-h/templ"
 
@@ -19,6 +20,7 @@ var errBadRequest = errors.New("malformed request")
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	var (
 		tooBig    *http.MaxBytesError
+		stale     *store.ConflictError
 		authErr   *authError
 		forbidden *forbiddenError
 		limited   *rateLimitedError
@@ -57,6 +59,29 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, store.ErrNotFound):
 		e = views.ErrorInfo{Status: http.StatusNotFound, Title: "Not found",
 			Message: "There is nothing at this address. The link may be mistyped or out of date."}
+	case errors.Is(err, store.ErrDeleted):
+		e = views.ErrorInfo{Status: http.StatusConflict, Title: "This association was deleted",
+			Message: "It was deleted in cartclass, so it cannot be changed. Restore it first: it stays under the Deleted filter of the list for 30 days."}
+		if id, err := pathID(r); err == nil {
+			e.ActionLabel, e.ActionURL = "Back to the association", views.AssociationURL(id)
+		}
+	case errors.As(err, &stale):
+		// A button pressed on a page that was out of date: the admin chose without seeing
+		// the latest version, so nothing was done.
+		by := stale.Current.UpdatedBy.Name
+		if by == "" {
+			by = "someone"
+		}
+		e = views.ErrorInfo{Status: http.StatusConflict, Title: "Someone changed this association",
+			Message: "While you were looking at it, " + by + " changed it (it is now at revision " + strconv.FormatInt(stale.Current.Revision, 10) +
+				"), so nothing was done. Look at it again, then choose.",
+			ActionLabel: "See it now", ActionURL: views.AssociationURL(stale.Current.ID)}
+	case errors.Is(err, store.ErrConflict):
+		e = views.ErrorInfo{Status: http.StatusConflict, Title: "Being changed right now",
+			Message: "cartclass is sending this association to Intune at this moment, so nothing was done. Try again in a few seconds."}
+		if id, err := pathID(r); err == nil {
+			e.ActionLabel, e.ActionURL = "Back to the association", views.AssociationURL(id)
+		}
 	case errors.As(err, &tooBig):
 		e = views.ErrorInfo{Status: http.StatusRequestEntityTooLarge, Title: "Too much data",
 			Message: "The form sent more than 1 MiB. Split the IDs across several associations, or remove stray text, and try again."}

@@ -175,3 +175,19 @@ func thousands(n int) string {
 	}
 	return s
 }
+
+// parseRevisionForm reads the {id} path segment and the form's revision: the version the
+// admin was looking at when they pressed the button.
+func parseRevisionForm(r *http.Request) (id, revision int64, err error) {
+	if id, err = pathID(r); err != nil {
+		return 0, 0, err
+	}
+	if err := parseForm(r); err != nil {
+		return 0, 0, err
+	}
+	revision, err = strconv.ParseInt(r.PostForm.Get(views.FieldRevision), 10, 64)
+	if err != nil || revision < 1 {
+		return 0, 0, fmt.Errorf("%w: revision %q", errBadRequest, r.PostForm.Get(views.FieldRevision))
+	}
+	return id, revision, nil
+}

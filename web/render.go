@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"net/http"
+	"strconv"
+	"strings"
 
 	"github.com/a-h/templ"
 
@@ -94,6 +96,31 @@ var flashes = map[string]views.Flash{
 	"ended":      {Kind: "success", Message: "Session signed out: that browser must sign in again."},
 	"ended-none": {Kind: "info", Message: "That session had already ended."},
 	"ended-rest": {Kind: "success", Message: "Every other session is signed out."},
+
+	"restored":        {Kind: "success", Message: "Restored; it will be created again in Intune."},
+	"restored-kept":   {Kind: "success", Message: "Restored. Its removal from Intune is called off, or, if it had already gone through, it is created there again."},
+	"restore-none":    {Kind: "info", Message: "It is not deleted, so there was nothing to restore."},
+	"restore-busy":    {Kind: "info", Message: "Its removal from Intune is being sent right now. Try Restore again in a moment."},
+	"remove-none":     {Kind: "info", Message: "Nothing was removed: it is no longer marked as deleted in Intune."},
+	"kept-intune":     {Kind: "success", Message: "Kept Intune's version."},
+	"pushing-mine":    {Kind: "info", Message: "Sending your version to Intune."},
+	"choice-none":     {Kind: "info", Message: "Nothing to choose any more: it is no longer changed in Intune."},
+	"reading":         {Kind: "info", Message: "Reading Intune now."},
+	"reading-already": {Kind: "info", Message: "A read of Intune is already running."},
+}
+
+// namedFlashes are the messages that name an association. The cookie carries the key and
+// the association's id ("deleted:12"); the name is read from the store when the message is
+// shown, so nothing is echoed from the cookie here either.
+var namedFlashes = map[string]struct {
+	kind   string
+	format func(name string) string
+}{
+	"deleted":         {"success", func(n string) string { return "Deleted " + n + ". It is being removed from Intune." }},
+	"deleted-local":   {"success", func(n string) string { return "Deleted " + n + ". It never reached Intune, so nothing was sent." }},
+	"deleted-gone":    {"success", func(n string) string { return "Deleted " + n + ". Intune had deleted it already, so nothing was sent." }},
+	"removed":         {"success", func(n string) string { return "Removed " + n + " from cartclass. It was already gone from Intune." }},
+	"already-deleted": {"info", func(n string) string { return "Nothing to do: " + n + " was already deleted." }},
 }
 
 // flashCookie is the cookie carrying a flash key across a redirect: __Host- prefixed and
@@ -110,11 +137,29 @@ func (s *Server) setFlash(w http.ResponseWriter, key string) {
 	http.SetCookie(w, s.flashCookie(key, 60))
 }
 
+// setNamedFlash sets one of namedFlashes, about association id.
+func (s *Server) setNamedFlash(w http.ResponseWriter, key string, id int64) {
+	s.setFlash(w, key+":"+strconv.FormatInt(id, 10))
+}
+
 func (s *Server) takeFlash(w http.ResponseWriter, r *http.Request) views.Flash {
 	c, err := r.Cookie(s.flashCookie("", 0).Name)
 	if err != nil {
 		return views.Flash{}
 	}
 	http.SetCookie(w, s.flashCookie("", -1))
-	return flashes[c.Value]
+	key, idText, named := strings.Cut(c.Value, ":")
+	if !named {
+		return flashes[c.Value]
+	}
+	nf, ok := namedFlashes[key]
+	id, err := strconv.ParseInt(idText, 10, 64)
+	if !ok || err != nil {
+		return views.Flash{}
+	}
+	name := "the association"
+	if a, err := s.store.GetAssociation(r.Context(), id); err == nil {
+		name = "“" + a.DisplayName + "”"
+	}
+	return views.Flash{Kind: nf.kind, Message: nf.format(name)}
 }

@@ -26,6 +26,11 @@ type Store interface {
 	Ping(ctx context.Context) error
 	Retry(ctx context.Context, id int64) error
 	Recreate(ctx context.Context, id int64) error
+	DeleteAssociation(ctx context.Context, id, revision int64, by store.Actor) (store.Association, error)
+	RestoreAssociation(ctx context.Context, id int64, by store.Actor) (store.Association, error)
+	RemoveLocal(ctx context.Context, id int64, by store.Actor) (store.Association, error)
+	KeepIntune(ctx context.Context, id, revision int64, by store.Actor) (store.Association, error)
+	PushMine(ctx context.Context, id, revision int64, by store.Actor) (store.Association, error)
 	PutUserToken(ctx context.Context, subject string, data []byte) error
 	GetUserToken(ctx context.Context, subject string) ([]byte, error)
 	ActorName(ctx context.Context, subject string) (string, error)

@@ -251,7 +251,7 @@ func hashID(id []byte) []byte {
 }
 
 // pollers are the ids of the elements that refresh themselves on a timer.
-var pollers = map[string]bool{views.SyncStatusID: true, views.SyncStatsID: true}
+var pollers = map[string]bool{views.SyncStatusID: true, views.SyncStatsID: true, views.EmptyStateID: true}
 
 // isPoll reports whether r is a timed refresh rather than something the admin did.
 func isPoll(r *http.Request) bool {

@@ -51,6 +51,7 @@ func (s *Server) newPusher(ps push.Store) *push.Worker {
 	opts := append([]push.Option{
 		push.WithLogger(s.log.With("component", "push")),
 		push.WithWritesPer20s(s.cfg.GraphWritesPer20s),
+		push.WithReadEvery(s.cfg.GraphSyncEvery),
 		push.WithScopes(s.cfg.GraphScopes...),
 	}, mode...)
 	opts = append(opts, s.pushOpts...)
@@ -81,7 +82,9 @@ func (s *Server) banner(ctx context.Context) *views.Banner {
 
 func (s *Server) handleSyncPanel(w http.ResponseWriter, r *http.Request) {
 	if s.pusher == nil {
-		s.fail(w, r, store.ErrNotFound)
+		p := s.page(w, r, "Sync")
+		p.Nav = "sync"
+		s.render(w, r, http.StatusOK, views.SyncPage(p, views.SyncOverview{NoGraph: true}))
 		return
 	}
 	stats, err := s.pusher.Stats(r.Context())
@@ -98,6 +101,7 @@ func (s *Server) handleSyncPanel(w http.ResponseWriter, r *http.Request) {
 	o := views.SyncOverview{
 		Depth: stats.Depth, OldestAge: stats.OldestAge, LastSuccess: st.LastSuccess,
 		Reason: st.Reason, Until: st.Until, Scope: st.Scope, AppOnly: s.cfg.GraphAuth == GraphAuthApp, Unsynced: unsynced.Total,
+		Read: s.pusher.ReadStatus(),
 	}
 	for _, sub := range st.Subjects {
 		o.Waiting = append(o.Waiting, s.nameOf(r.Context(), sub))
@@ -139,6 +143,22 @@ func (s *Server) handlePushNow(w http.ResponseWriter, r *http.Request) {
 	}
 	s.pusher.Resume()
 	s.setFlash(w, "pushing")
+	redirect(w, r, "/sync")
+}
+
+// handleSyncRefresh starts a read of Intune now. In delegated mode the read may borrow the
+// pressing admin's sign-in.
+func (s *Server) handleSyncRefresh(w http.ResponseWriter, r *http.Request) {
+	if s.pusher == nil {
+		s.fail(w, r, store.ErrNotFound)
+		return
+	}
+	u, _ := s.currentUser(r)
+	if s.pusher.RequestRead(u.Subject) {
+		s.setFlash(w, "reading")
+	} else {
+		s.setFlash(w, "reading-already")
+	}
 	redirect(w, r, "/sync")
 }
 

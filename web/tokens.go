@@ -83,6 +83,37 @@ func (d *delegatedTokens) TokenSource(ctx context.Context, subject string) (oaut
 	return ts, err
 }
 
+// ReadTokenSource picks whose token reads Intune (push.ReadTokenSourcer): preferred, the
+// admin who pressed Refresh, when cartclass holds their token; otherwise, for a scheduled
+// read, the signed-in admin seen most recently who has one. A read changes nothing in
+// Intune, so anyone with the admin role may read on everyone's behalf.
+func (d *delegatedTokens) ReadTokenSource(ctx context.Context, preferred string) (oauth2.TokenSource, error) {
+	if preferred != "" {
+		if ts, err := d.source(ctx, preferred); err == nil {
+			return ts, nil
+		}
+	}
+	sessions, err := d.s.store.ListSessions(ctx) // most recently seen first
+	if err != nil {
+		return nil, err
+	}
+	tried := map[string]bool{preferred: true}
+	for _, sess := range sessions {
+		if Role(sess.Role) < RoleAdmin || tried[sess.Subject] {
+			continue
+		}
+		tried[sess.Subject] = true
+		ts, err := d.source(ctx, sess.Subject)
+		if err == nil {
+			return ts, nil
+		}
+		if !errors.Is(err, push.ErrSignInNeeded) {
+			return nil, err
+		}
+	}
+	return nil, fmt.Errorf("%w: no signed-in admin's token to read Intune with", push.ErrSignInNeeded)
+}
+
 // loan is an admin's Push now for someone else's waiting changes: their token pushes that
 // person's changes for a short while (the changes waiting now), not for good.
 type loan struct {
