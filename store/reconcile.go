@@ -337,6 +337,11 @@ func setFields(ctx context.Context, tx *sql.Tx, id int64, f Fields, by Actor, t 
 // cartclass, not in flight and not in seen was deleted in Intune. It is parked as such
 // (with a note saying how it was found), and the count returned.
 func (s *Store) MarkMissing(ctx context.Context, seen []string, started time.Time) (int64, error) {
+	if seen == nil {
+		// A listing that held nothing: "null" would make json_each yield one NULL, and
+		// NOT IN a list holding NULL is never true.
+		seen = []string{}
+	}
 	list, err := json.Marshal(seen)
 	if err != nil {
 		return 0, err

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"unicode/utf8"
 )
@@ -116,12 +117,15 @@ func (s *Store) ListAssociations(ctx context.Context, f ListFilter) (Association
 	}
 	// Every listing is of live associations or of deleted ones, written as in the partial
 	// indexes' WHERE so that the planner can use them. filtered: a condition beyond that,
-	// which may select few rows.
+	// which may select few rows. cargs are the values of the conditions' placeholders: a
+	// value written into the SQL would make every listing a new statement to prepare and
+	// keep (see Store.stmts).
 	conds := []string{"deleted_at IS NULL"}
+	var cargs []any
 	filtered := f.NotSynced || f.Deleted
 	if f.Deleted {
-		cutoff := s.Now().Add(-DeletedFor).UnixNano()
-		conds = []string{"deleted_at IS NOT NULL", fmt.Sprintf("deleted_at >= %d", cutoff)}
+		conds = []string{"deleted_at IS NOT NULL", "deleted_at >= ?"}
+		cargs = []any{s.Now().Add(-DeletedFor).UnixNano()}
 	}
 	if f.NotSynced {
 		conds = append(conds, "sync_state <> '"+SyncSynced+"'")
@@ -141,7 +145,7 @@ func (s *Store) ListAssociations(ctx context.Context, f ListFilter) (Association
 	// common word matches far more rows than are usually waiting for Graph.
 	small := false
 	if srch != nil && filtered {
-		n, err := countMatches(ctx, tx, nil, conds, limit+1)
+		n, err := countMatches(ctx, tx, nil, conds, cargs, limit+1)
 		if err != nil {
 			return page, fmt.Errorf("count associations: %w", err)
 		}
@@ -172,7 +176,7 @@ func (s *Store) ListAssociations(ctx context.Context, f ListFilter) (Association
 			// "1,000+" (candidates exceed matches only in rare Unicode case folding,
 			// where this may be a few short of the cap).
 			page.Total, page.TotalCapped = limit, true
-			if err := fillPage(ctx, tx, &page, srch, conds, order, offset, f.PerPage); err != nil {
+			if err := fillPage(ctx, tx, &page, srch, conds, cargs, order, offset, f.PerPage); err != nil {
 				return page, fmt.Errorf("list associations: %w", err)
 			}
 			return page, nil
@@ -180,10 +184,10 @@ func (s *Store) ListAssociations(ctx context.Context, f ListFilter) (Association
 	}
 	var count int
 	if small {
-		tests, args := rowTests(srch, conds)
+		tests, args := rowTests(srch, conds, cargs)
 		err = tx.QueryRowContext(ctx, "SELECT count(*) FROM associations"+where(tests), args...).Scan(&count)
 	} else {
-		count, err = countMatches(ctx, tx, srch, conds, limit+1)
+		count, err = countMatches(ctx, tx, srch, conds, cargs, limit+1)
 	}
 	if err != nil {
 		return page, fmt.Errorf("count associations: %w", err)
@@ -194,9 +198,9 @@ func (s *Store) ListAssociations(ctx context.Context, f ListFilter) (Association
 		return page, nil
 	}
 	if small {
-		page.Items, err = walk(ctx, tx, srch, conds, order, 0, offset, f.PerPage)
+		page.Items, err = walk(ctx, tx, srch, conds, cargs, order, 0, offset, f.PerPage)
 	} else {
-		err = fillPage(ctx, tx, &page, srch, conds, order, offset, f.PerPage)
+		err = fillPage(ctx, tx, &page, srch, conds, cargs, order, offset, f.PerPage)
 	}
 	if err != nil {
 		return page, fmt.Errorf("list associations: %w", err)
@@ -205,7 +209,7 @@ func (s *Store) ListAssociations(ctx context.Context, f ListFilter) (Association
 }
 
 // fillPage reads the page of a listing whose count is known (page.Total, TotalCapped).
-func fillPage(ctx context.Context, tx readTx, page *AssociationPage, srch *search, conds []string, order listOrder, offset, perPage int) error {
+func fillPage(ctx context.Context, tx readTx, page *AssociationPage, srch *search, conds []string, cargs []any, order listOrder, offset, perPage int) error {
 	var err error
 	// How far a search may walk before asking the index instead (0: no walk). Testing a
 	// row costs about as much as reading one match from the index for 3+ characters, and
@@ -220,15 +224,15 @@ func fillPage(ctx context.Context, tx readTx, page *AssociationPage, srch *searc
 	}
 	switch {
 	case srch == nil:
-		page.Items, err = walk(ctx, tx, srch, conds, order, 0, offset, perPage)
+		page.Items, err = walk(ctx, tx, srch, conds, cargs, order, 0, offset, perPage)
 	case bound == 0:
-		page.Items, err = fromIndex(ctx, tx, srch, conds, order, offset, perPage)
+		page.Items, err = fromIndex(ctx, tx, srch, conds, cargs, order, offset, perPage)
 	default:
 		// More than limit matches, so the page is full: a walk that fills it within its
 		// bound has found it.
-		page.Items, err = walk(ctx, tx, srch, conds, order, bound, offset, perPage)
+		page.Items, err = walk(ctx, tx, srch, conds, cargs, order, bound, offset, perPage)
 		if err == nil && len(page.Items) < perPage {
-			page.Items, err = fromIndex(ctx, tx, srch, conds, order, offset, perPage)
+			page.Items, err = fromIndex(ctx, tx, srch, conds, cargs, order, offset, perPage)
 		}
 	}
 	return err
@@ -287,11 +291,12 @@ func where(conds []string) string {
 	return " WHERE " + strings.Join(conds, " AND ")
 }
 
-// countMatches counts the rows srch (may be nil) and conds select, stopping at upTo.
-func countMatches(ctx context.Context, tx readTx, srch *search, conds []string, upTo int) (int, error) {
+// countMatches counts the rows srch (may be nil) and conds (with cargs) select, stopping at upTo.
+func countMatches(ctx context.Context, tx readTx, srch *search, conds []string, cargs []any, upTo int) (int, error) {
 	var n int
 	if srch == nil {
-		err := tx.QueryRowContext(ctx, "SELECT count(*) FROM (SELECT 1 FROM associations"+where(conds)+" LIMIT ?)", upTo).Scan(&n)
+		err := tx.QueryRowContext(ctx, "SELECT count(*) FROM (SELECT 1 FROM associations"+where(conds)+" LIMIT ?)",
+			append(slices.Clone(cargs), upTo)...).Scan(&n)
 		return n, err
 	}
 	// CROSS JOIN keeps the index outermost, so the count streams its candidates and stops
@@ -299,32 +304,32 @@ func countMatches(ctx context.Context, tx readTx, srch *search, conds []string, 
 	conds = append([]string{"instr(search_text, ?) > 0"}, conds...)
 	err := tx.QueryRowContext(ctx, "SELECT count(*) FROM (SELECT 1 FROM "+srch.candidates+
 		" CROSS JOIN associations ON id = match_id"+where(conds)+" LIMIT ?)",
-		srch.match, srch.literal, upTo).Scan(&n)
+		slices.Concat([]any{srch.match, srch.literal}, cargs, []any{upTo})...).Scan(&n)
 	return n, err
 }
 
 // fromIndex reads every match of srch from its index and sorts them: its cost follows the
 // number of matches. The sort keeps only the row ids; the page's rows are read after.
-func fromIndex(ctx context.Context, tx readTx, srch *search, conds []string, order listOrder, offset, limit int) ([]Association, error) {
+func fromIndex(ctx context.Context, tx readTx, srch *search, conds []string, cargs []any, order listOrder, offset, limit int) ([]Association, error) {
 	conds = append([]string{"instr(search_text, ?) > 0"}, conds...)
 	return queryAssociations(ctx, tx, selectAssociation+" WHERE id IN (SELECT id FROM "+srch.candidates+
 		" CROSS JOIN associations ON id = match_id"+where(conds)+
 		" ORDER BY "+order.by+" LIMIT ? OFFSET ?) ORDER BY "+order.by,
-		srch.match, srch.literal, limit, offset)
+		slices.Concat([]any{srch.match, srch.literal}, cargs, []any{limit, offset})...)
 }
 
 // walk reads the page along the listing's order (an index), testing each row against
 // srch (nil: no search) and conds. With bound > 0 it looks at no more than the first
 // bound rows that conds select, and may then return a short page although more matches
 // lie beyond.
-func walk(ctx context.Context, tx readTx, srch *search, conds []string, order listOrder, bound, offset, limit int) ([]Association, error) {
-	tests, args := rowTests(srch, conds)
+func walk(ctx context.Context, tx readTx, srch *search, conds []string, cargs []any, order listOrder, bound, offset, limit int) ([]Association, error) {
+	tests, args := rowTests(srch, conds, cargs)
 	if bound > 0 {
 		// The bound is the bound-th row's key, read from the order's index alone; the walk
 		// stops there. No such row: fewer rows than the bound, nothing to cut.
 		var k1, k2 any
 		err := tx.QueryRowContext(ctx, "SELECT "+order.cols+" FROM associations"+where(conds)+
-			" ORDER BY "+order.by+" LIMIT 1 OFFSET ?", bound-1).Scan(&k1, &k2)
+			" ORDER BY "+order.by+" LIMIT 1 OFFSET ?", append(slices.Clone(cargs), bound-1)...).Scan(&k1, &k2)
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
 		case err != nil:
@@ -345,13 +350,13 @@ func walk(ctx context.Context, tx readTx, srch *search, conds []string, order li
 }
 
 // rowTests are the conditions (and their arguments) that decide, row by row, whether a row
-// matches srch (may be nil) and conds: the same rows as the index finds.
-func rowTests(srch *search, conds []string) ([]string, []any) {
+// matches srch (may be nil) and conds (with cargs): the same rows as the index finds.
+func rowTests(srch *search, conds []string, cargs []any) ([]string, []any) {
 	if srch == nil {
-		return conds, nil
+		return conds, slices.Clone(cargs)
 	}
 	tests := append([]string{"instr(search_text, ?) > 0"}, conds...)
-	args := []any{srch.literal}
+	args := append([]any{srch.literal}, cargs...)
 	if srch.short {
 		// Whether a word starts with the query only the word index knows: ask it of each
 		// row that holds the query at all (instr first, as it is far cheaper).
