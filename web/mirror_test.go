@@ -2,6 +2,7 @@ package web_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -14,6 +15,7 @@ import (
 	"github.com/PuerkitoBio/goquery"
 
 	"github.com/cartclass/cartclass/store"
+	"github.com/cartclass/cartclass/web"
 	"github.com/cartclass/cartclass/web/devidp"
 )
 
@@ -615,4 +617,46 @@ func TestSyncPanelWithoutGraph(t *testing.T) {
 		t.Error("Refresh offered without Graph")
 	}
 	wantErrorPage(t, app.postForm(t, "/sync/refresh", url.Values{}, false), http.StatusNotFound, "Not found")
+}
+
+// The periodic clean-up purges associations deleted more than 30 days ago; newer ones stay
+// under the Deleted filter, restorable.
+func TestCleanupPurgesDeletionsOlderThan30Days(t *testing.T) {
+	t.Parallel()
+	var clock *fakeClock
+	a := newSignedOutApp(t, filepath.Join(t.TempDir(), "cartclass.db"), web.WithClock(func() time.Time { return clock.Now() }))
+	clock = a.clock
+	ctx := context.Background()
+	deleteAt := func(at time.Time, name string) int64 {
+		a.clock.freeze(at)
+		c, err := a.store.CreateAssociation(ctx, store.Fields{DisplayName: name, Version: 1}, store.Actor{Subject: "s", Name: "S"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.store.DeleteAssociation(ctx, c.ID, c.Revision, store.Actor{Subject: "s", Name: "S"}); err != nil {
+			t.Fatal(err)
+		}
+		return c.ID
+	}
+	old := deleteAt(clockStart, "Deleted long ago")
+	recent := deleteAt(clockStart.Add(store.DeletedFor+24*time.Hour), "Deleted yesterday")
+
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); a.handler.(*web.Server).RunSessionCleanup(runCtx, time.Hour) }()
+	defer func() { cancel(); <-done }()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, err := a.store.GetAssociation(ctx, old)
+		if errors.Is(err, store.ErrNotFound) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the association deleted 31 days ago is still there (err %v)", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got, err := a.store.GetAssociation(ctx, recent); err != nil || got.DeletedAt.IsZero() {
+		t.Fatalf("the association deleted yesterday: %+v, %v; want it kept as deleted", got, err)
+	}
 }

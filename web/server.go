@@ -27,6 +27,7 @@ type Store interface {
 	Retry(ctx context.Context, id int64) error
 	Recreate(ctx context.Context, id int64) error
 	DeleteAssociation(ctx context.Context, id, revision int64, by store.Actor) (store.Association, error)
+	PurgeDeleted(ctx context.Context, before time.Time) (int64, error)
 	RestoreAssociation(ctx context.Context, id int64, by store.Actor) (store.Association, error)
 	RemoveLocal(ctx context.Context, id int64, by store.Actor) (store.Association, error)
 	KeepIntune(ctx context.Context, id, revision int64, by store.Actor) (store.Association, error)

@@ -260,7 +260,9 @@ func isPoll(r *http.Request) bool {
 
 // RunSessionCleanup deletes expired sessions and abandoned sign-ins at once and then every
 // interval until ctx is done, so neither table grows without bound (an expired session is
-// refused on use anyway; this removes the ones never used again).
+// refused on use anyway; this removes the ones never used again). It also purges the
+// associations deleted more than store.DeletedFor ago whose removal from Intune is done:
+// past then they are no longer listed nor restorable.
 func (s *Server) RunSessionCleanup(ctx context.Context, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -272,6 +274,13 @@ func (s *Server) RunSessionCleanup(ctx context.Context, every time.Duration) {
 			s.log.Error("session cleanup failed", "err", err)
 		case n > 0:
 			s.log.Debug("expired sessions deleted", "count", n)
+		}
+		n, err = s.store.PurgeDeleted(ctx, now.Add(-store.DeletedFor))
+		switch {
+		case err != nil && ctx.Err() == nil:
+			s.log.Error("purge of deleted associations failed", "err", err)
+		case n > 0:
+			s.log.Info("deleted associations purged", "count", n, "deleted_before", now.Add(-store.DeletedFor))
 		}
 		select {
 		case <-ctx.Done():
