@@ -102,6 +102,8 @@ func TestSyncStatsReadingIntune(t *testing.T) {
 			"Intune last read 14:02:03 UTC · 1,234 objects · took 3.2 s", ""},
 		{"long", push.ReadStatus{HaveLast: true, Last: store.ReadInfo{StartedAt: start, FinishedAt: start.Add(125 * time.Second), Objects: 1, Complete: true}},
 			"Intune last read 14:04:05 UTC · 1 object · took 2 min 5 s", ""},
+		{"quick", push.ReadStatus{HaveLast: true, Last: store.ReadInfo{StartedAt: start, FinishedAt: start.Add(4500 * time.Microsecond), Objects: 3, Complete: true}},
+			"Intune last read 14:02:00 UTC · 3 objects · took 4 ms", ""},
 		{"failed, reading again", push.ReadStatus{Running: true, SoFar: 40, HaveLast: true, Last: store.ReadInfo{StartedAt: start, FinishedAt: start.Add(time.Second), Objects: 40, Error: "Graph answered 503 ServiceUnavailable."}},
 			"The last read of Intune, at 14:02:01 UTC, failed after 40 objects: Graph answered 503 ServiceUnavailable. Nothing was concluded from it: no association was marked as deleted in Intune.",
 			"Reading from Intune: 40 so far."},

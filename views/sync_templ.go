@@ -525,9 +525,12 @@ func objectCount(n int) string {
 	return thousands(n) + " objects"
 }
 
-// formatTook is how long a read took: "0.4 s", "3.2 s", "2 min 5 s".
+// formatTook is how long a read took: "40 ms", "3.2 s", "2 min 5 s".
 func formatTook(d time.Duration) string {
 	d = max(d, 0)
+	if d < 100*time.Millisecond {
+		return itoa(max(int64(d/time.Millisecond), 1)) + " ms"
+	}
 	if d < time.Minute {
 		tenths := int64(d / (100 * time.Millisecond))
 		return itoa(tenths/10) + "." + itoa(tenths%10) + " s"
