@@ -38,6 +38,7 @@ type ReadStatus struct {
 type readState struct {
 	loaded       bool   // Last was loaded from the store
 	queued       bool   // a read was asked for and has not begun
+	backingOff   bool   // the queued read, asked for by nobody, waits out a backoff
 	running      bool   // a read is running
 	subject      string // whose token the queued read prefers
 	soFar        int
@@ -53,6 +54,12 @@ type readState struct {
 // at start-up.
 func WithReadEvery(d time.Duration) Option { return func(w *Worker) { w.readEvery = max(d, 0) } }
 
+// WithReadBackoff sets the base and the cap of the wait before a read that nobody asked
+// for (scheduled, or for an unanswered create) after failed reads (default 5 s and 5 min).
+func WithReadBackoff(base, max time.Duration) Option {
+	return func(w *Worker) { w.readBackoff, w.readBackoffMax = base, max }
+}
+
 // WithAwaitPoll sets how long a create whose POST went unanswered waits for a read of
 // Intune before asking for one again (default 30 s).
 func WithAwaitPoll(d time.Duration) Option {
@@ -64,11 +71,14 @@ func WithAwaitPoll(d time.Duration) Option {
 }
 
 // RequestRead asks for a read of Intune now, preferring subject's token where tokens are
-// the admins'. It returns false when a read is already running or queued.
+// the admins'. It returns false when a read is already running or queued, except that an
+// admin (a subject) asking while the queued read waits out a backoff after failures
+// starts it now.
 func (w *Worker) RequestRead(subject string) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.rd.running || w.rd.queued {
+	cutShort := w.rd.backingOff && w.rd.subject == "" && subject != ""
+	if w.rd.running || (w.rd.queued && !cutShort) {
 		return false
 	}
 	w.rd.queued, w.rd.subject = true, subject
@@ -87,7 +97,9 @@ func (w *Worker) requestRead(subject string) { w.RequestRead(subject) }
 func (w *Worker) ReadStatus() ReadStatus {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return ReadStatus{Running: w.rd.running || w.rd.queued, SoFar: w.rd.soFar, StartedAt: w.rd.startedAt,
+	// A read waiting out a backoff after failures is not running: the panel shows the
+	// failed one until it begins.
+	return ReadStatus{Running: w.rd.running || (w.rd.queued && !w.rd.backingOff), SoFar: w.rd.soFar, StartedAt: w.rd.startedAt,
 		Last: w.rd.last, HaveLast: w.rd.haveLast}
 }
 
@@ -137,8 +149,16 @@ func (w *Worker) readLoop(ctx context.Context) {
 		subject, failures := w.rd.subject, w.rd.failures
 		w.mu.Unlock()
 		if failures > 0 && subject == "" {
-			// Asked by a waiting create, or scheduled, after failures: back off.
-			if !sleep(ctx, backoff(failures, 5*time.Second, 5*time.Minute), nil) {
+			// Asked by a waiting create, or scheduled, after failures: back off, unless
+			// an admin asks meanwhile (RequestRead wakes us through readReq).
+			w.mu.Lock()
+			w.rd.backingOff = true
+			w.mu.Unlock()
+			ok := sleep(ctx, backoff(failures, w.readBackoff, w.readBackoffMax), w.readReq)
+			w.mu.Lock()
+			w.rd.backingOff = false
+			w.mu.Unlock()
+			if !ok {
 				return
 			}
 		}
@@ -147,7 +167,7 @@ func (w *Worker) readLoop(ctx context.Context) {
 			w.mu.Lock()
 			next := w.readEvery
 			if w.rd.failures > 0 {
-				next = min(next, backoff(w.rd.failures, 5*time.Second, 5*time.Minute)+5*time.Second)
+				next = min(next, w.readBackoff)
 			}
 			w.mu.Unlock()
 			timer.Reset(next)
@@ -180,12 +200,28 @@ func (w *Worker) runRead(ctx context.Context) {
 	w.mu.Lock()
 	w.rd.running, w.rd.last, w.rd.haveLast = false, info, true
 	if err == nil {
-		w.rd.lastComplete, w.rd.failures = started, 0
+		w.rd.failures = 0
+		if tally.unidentified == 0 {
+			// An object whose id could not be read may be what an unanswered POST made:
+			// such a read settles none of them.
+			w.rd.lastComplete = started
+		}
+		for _, id := range tally.leftToWorker {
+			// This read left the create to the worker holding it, which may only have
+			// been checking whether a read had settled it: this one has not, the next must.
+			if after, ok := w.awaiting[id]; ok && !after.After(started) {
+				w.awaiting[id] = started
+			}
+		}
 	} else {
 		w.rd.failures++
 	}
 	w.mu.Unlock()
 
+	if v, _ := classify(err, false); err != nil && v == throttle && ctx.Err() == nil {
+		// Intune asked to slow down: read again once the pause is over (readGate waits).
+		defer w.requestRead(subject)
+	}
 	attrs := []any{"objects", tally.objects, "pages", tally.pages, "imported", tally.Imported, "adopted", tally.Adopted,
 		"taken", tally.Taken, "to_push", tally.Pushed, "conflicts", tally.Conflicts, "missing", tally.missing,
 		"unreadable", tally.unreadable, "duration", info.FinishedAt.Sub(started)}
@@ -208,6 +244,10 @@ func (w *Worker) runRead(ctx context.Context) {
 type readTally struct {
 	store.PageResult
 	objects, pages, missing, unreadable int
+	unidentified                        int // unreadable objects without a readable id
+	// leftToWorker are the unanswered creates whose object this read found but skipped,
+	// because a worker held them at the time.
+	leftToWorker []int64
 }
 
 // read lists every object and reconciles page by page; only when the listing reached its
@@ -251,7 +291,6 @@ func (w *Worker) readWith(ctx context.Context, ts oauth2.TokenSource, started ti
 		return tally, err
 	}
 	var seen []string
-	unidentified := 0
 	fetched := w.now()
 	for page, err := range gc.Pages(ctx) {
 		if err != nil {
@@ -267,7 +306,7 @@ func (w *Worker) readWith(ctx context.Context, ts oauth2.TokenSource, started ti
 			if sk.ID != "" {
 				seen = append(seen, sk.ID)
 			} else {
-				unidentified++
+				tally.unidentified++
 			}
 		}
 		objs := make([]store.RemoteObject, 0, len(page.Objects))
@@ -276,10 +315,18 @@ func (w *Worker) readWith(ctx context.Context, ts oauth2.TokenSource, started ti
 				CreatedAt: o.CreatedDateTime, ModifiedAt: o.LastModifiedDateTime})
 			seen = append(seen, o.ID)
 		}
-		res, err := w.st.ApplyRemotePage(ctx, objs, fetched, decideRemote)
+		var leftToWorker []int64
+		res, err := w.st.ApplyRemotePage(ctx, objs, fetched, func(remote store.RemoteObject, local *store.Local, pending []store.Local) store.Verdict {
+			v := decideRemote(remote, local, pending)
+			if v.Kind == store.VerdictSkip && local == nil && v.AdoptID != 0 {
+				leftToWorker = append(leftToWorker, v.AdoptID)
+			}
+			return v
+		})
 		if err != nil {
 			return tally, err
 		}
+		tally.leftToWorker = append(tally.leftToWorker, leftToWorker...)
 		tally.Imported += res.Imported
 		tally.Adopted += res.Adopted
 		tally.Taken += res.Taken
@@ -301,17 +348,55 @@ func (w *Worker) readWith(ctx context.Context, ts oauth2.TokenSource, started ti
 		}
 		fetched = w.now()
 	}
-	if unidentified > 0 {
+	if tally.unidentified > 0 {
 		// An object whose id could not be read may be any of them: conclude nothing.
-		w.log.Warn("graph_read_missing_not_checked", "unidentified", unidentified)
+		w.log.Warn("graph_read_missing_not_checked", "unidentified", tally.unidentified)
 		return tally, nil
 	}
-	n, err := w.st.MarkMissing(ctx, seen, started)
+	return tally, w.confirmMissing(ctx, gc, seen, started, &tally)
+}
+
+// confirmMissing marks deleted in Intune what the complete listing no longer held, after
+// a GET of each answers 404: a listing whose pages shifted while it was read (an object
+// deleted meanwhile moves the rest up a page) can miss one that is still there. One that
+// is there after all is reconciled as a page of its own.
+func (w *Worker) confirmMissing(ctx context.Context, gc *graph.Client, seen []string, started time.Time, tally *readTally) error {
+	cands, err := w.st.MissingCandidates(ctx, seen, started)
 	if err != nil {
-		return tally, err
+		return err
 	}
+	var gone []int64
+	var failed error
+	for _, a := range cands {
+		if failed = w.readGate(ctx); failed != nil {
+			break
+		}
+		fetched := w.now()
+		obj, err := gc.Get(ctx, a.GraphID)
+		if graph.IsNotFound(err) {
+			gone = append(gone, a.ID)
+			continue
+		}
+		if err != nil {
+			w.throttledBy(err)
+			failed = err
+			break
+		}
+		w.log.Info("graph_read_missed_object", "association_id", a.ID, "graph_id", a.GraphID)
+		res, err := w.st.ApplyRemotePage(ctx, []store.RemoteObject{{GraphID: obj.ID, Fields: fromGraph(obj),
+			CreatedAt: obj.CreatedDateTime, ModifiedAt: obj.LastModifiedDateTime}}, fetched, decideRemote)
+		if err != nil {
+			failed = err
+			break
+		}
+		tally.Taken += res.Taken
+		tally.Pushed += res.Pushed
+		tally.Conflicts += res.Conflicts
+	}
+	// What was confirmed stays confirmed, even if a later GET failed.
+	n, err := w.st.MarkGone(ctx, gone, started)
 	tally.missing = int(n)
-	return tally, nil
+	return errors.Join(failed, err)
 }
 
 // readGate is passed before each page request: it waits out a throttling pause (a 429 on
@@ -365,6 +450,8 @@ func readError(err error) string {
 		return "Intune asked cartclass to slow down (429); the read is tried again after the pause."
 	case errors.As(err, &ae):
 		return ae.Short()
+	case errors.Is(err, context.DeadlineExceeded):
+		return "Microsoft Graph did not answer in time."
 	case errors.Is(err, ErrSignInNeeded), errors.Is(err, graph.ErrNoTokenSource):
 		return "No admin's sign-in is available to read Intune with: it is read after an admin signs in."
 	case errors.Is(err, context.Canceled):
@@ -374,7 +461,8 @@ func readError(err error) string {
 	if errors.As(err, &te) {
 		return "Could not reach Microsoft Graph."
 	}
-	return "The read failed: " + err.Error()
+	// Anything else is cartclass's own trouble (the database, say): the log has it.
+	return "The read failed inside cartclass; the server log says why."
 }
 
 // decideRemote is the verdict for one object of a read: the rule in reconcile.go, plus
@@ -394,8 +482,10 @@ func decideRemote(remote store.RemoteObject, local *store.Local, pending []store
 				continue
 			}
 			if p.Leased {
-				// Its worker is posting right now and links what it made.
-				return store.Verdict{Kind: store.VerdictSkip}
+				// Its worker is posting right now and links what it made, or is checking
+				// whether a read settled it: then this read does not count (AdoptID tells
+				// the read which create it left to its worker).
+				return store.Verdict{Kind: store.VerdictSkip, AdoptID: p.Association.ID}
 			}
 			return store.Verdict{Kind: store.VerdictAdopt, AdoptID: p.Association.ID, AdoptRev: rev}
 		}

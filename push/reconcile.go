@@ -1,8 +1,6 @@
 package push
 
 import (
-	"slices"
-
 	"github.com/cartclass/cartclass/store"
 )
 
@@ -54,51 +52,31 @@ type Decision struct {
 	Conflicts []string
 }
 
-// field is one of the five writable properties, by Graph's name.
-type field struct {
-	name  string
-	equal func(a, b store.Fields) bool
-	copy  func(dst *store.Fields, src store.Fields)
-}
-
-var fields = []field{
-	{"displayName", func(a, b store.Fields) bool { return a.DisplayName == b.DisplayName },
-		func(d *store.Fields, s store.Fields) { d.DisplayName = s.DisplayName }},
-	{"description", func(a, b store.Fields) bool { return a.Description == b.Description },
-		func(d *store.Fields, s store.Fields) { d.Description = s.Description }},
-	{"version", func(a, b store.Fields) bool { return a.Version == b.Version },
-		func(d *store.Fields, s store.Fields) { d.Version = s.Version }},
-	{"deviceCartIds", func(a, b store.Fields) bool { return slices.Equal(a.DeviceCartIDs, b.DeviceCartIDs) },
-		func(d *store.Fields, s store.Fields) { d.DeviceCartIDs = slices.Clone(s.DeviceCartIDs) }},
-	{"classroomIds", func(a, b store.Fields) bool { return slices.Equal(a.ClassroomIDs, b.ClassroomIDs) },
-		func(d *store.Fields, s store.Fields) { d.ClassroomIDs = slices.Clone(s.ClassroomIDs) }},
-}
-
 // Decide reconciles one association: base is what Graph was last known to hold (nil when
 // unknown: linked before cartclass kept it), local what cartclass holds, remote what Graph
 // holds now. It is a pure function of its arguments.
 func Decide(base *store.Fields, local, remote store.Fields) Decision {
-	d := Decision{Local: clone(local), Base: clone(remote)}
-	for _, f := range fields {
-		if f.equal(local, remote) {
+	d := Decision{Local: local.Clone(), Base: remote.Clone()}
+	for _, f := range store.FieldRules {
+		if f.Equal(local, remote) {
 			continue // in step, or both changed to the same value
 		}
 		switch {
 		case base == nil:
 			// Nobody knows who changed it: never overwrite either side on a guess.
-			d.Conflicts = append(d.Conflicts, f.name)
-		case f.equal(local, *base):
-			f.copy(&d.Local, remote) // changed only in Intune
-			d.Taken = append(d.Taken, f.name)
-		case f.equal(remote, *base):
+			d.Conflicts = append(d.Conflicts, f.Name)
+		case f.Equal(local, *base):
+			f.Copy(&d.Local, remote) // changed only in Intune
+			d.Taken = append(d.Taken, f.Name)
+		case f.Equal(remote, *base):
 			// changed only locally: the PATCH sends it
 		default:
-			d.Conflicts = append(d.Conflicts, f.name)
+			d.Conflicts = append(d.Conflicts, f.Name)
 		}
 	}
 	switch {
 	case len(d.Conflicts) > 0:
-		d.Outcome, d.Local, d.Taken = Conflict, clone(local), nil
+		d.Outcome, d.Local, d.Taken = Conflict, local.Clone(), nil
 	case !d.Local.Equal(d.Base):
 		d.Outcome = PushLocal
 	case len(d.Taken) > 0:
@@ -107,9 +85,4 @@ func Decide(base *store.Fields, local, remote store.Fields) Decision {
 		d.Outcome = InStep
 	}
 	return d
-}
-
-func clone(f store.Fields) store.Fields {
-	f.DeviceCartIDs, f.ClassroomIDs = slices.Clone(f.DeviceCartIDs), slices.Clone(f.ClassroomIDs)
-	return f
 }

@@ -55,11 +55,13 @@ type Store interface {
 	QueueStats(ctx context.Context) (depth int, oldestWaiting time.Time, err error)
 
 	CompleteDelete(ctx context.Context, id int64, owner string) error
+	MarkDeleteSent(ctx context.Context, id int64, owner string, at time.Time) error
 	TakeRemote(ctx context.Context, id int64, owner string, revision int64, local, base store.Fields, modified time.Time, by *store.Actor) (store.Association, error)
-	MarkChanged(ctx context.Context, id int64, owner string, remote store.Fields, conflicts []string) error
+	MarkChanged(ctx context.Context, id int64, owner string, revision int64, remote store.Fields, conflicts []string) error
 	ExpediteUnanswered(ctx context.Context, now time.Time) (int64, error)
 	ApplyRemotePage(ctx context.Context, objs []store.RemoteObject, fetched time.Time, decide store.Decider) (store.PageResult, error)
-	MarkMissing(ctx context.Context, seen []string, started time.Time) (int64, error)
+	MissingCandidates(ctx context.Context, seen []string, started time.Time) ([]store.Association, error)
+	MarkGone(ctx context.Context, ids []int64, started time.Time) (int64, error)
 	SaveRead(ctx context.Context, r store.ReadInfo) error
 	LastRead(ctx context.Context) (store.ReadInfo, bool, error)
 }
@@ -120,23 +122,25 @@ type Worker struct {
 	gc     *graph.Client
 	tokens TokenSourcer
 
-	log           *slog.Logger
-	now           func() time.Time
-	concurrency   int
-	lease         time.Duration
-	backoffBase   time.Duration
-	backoffMax    time.Duration
-	permRecheck   time.Duration
-	signInRecheck time.Duration
-	appOnly       bool
-	maxIdle       time.Duration
-	scopes        []string
-	owner         string
-	writes        int           // writes per `per` at most
-	per           time.Duration // pacing period
-	requests      int           // requests of any kind per `per` at most
-	readEvery     time.Duration // scheduled reads of Intune; 0: none
-	awaitPoll     time.Duration // how long an unanswered create waits for a read before asking again
+	log            *slog.Logger
+	now            func() time.Time
+	concurrency    int
+	lease          time.Duration
+	backoffBase    time.Duration
+	backoffMax     time.Duration
+	permRecheck    time.Duration
+	signInRecheck  time.Duration
+	appOnly        bool
+	maxIdle        time.Duration
+	scopes         []string
+	owner          string
+	writes         int           // writes per `per` at most
+	per            time.Duration // pacing period
+	requests       int           // requests of any kind per `per` at most
+	readEvery      time.Duration // scheduled reads of Intune; 0: none
+	readBackoff    time.Duration // base and cap of the wait before a read after failed ones
+	readBackoffMax time.Duration
+	awaitPoll      time.Duration // how long an unanswered create waits for a read before asking again
 
 	writeLimit *rate.Limiter // nil: writes are not paced
 	allLimit   *rate.Limiter // every request, reads included; nil: not paced
@@ -227,25 +231,27 @@ func WithAppOnly() Option { return func(w *Worker) { w.appOnly = true } }
 func New(st Store, gc *graph.Client, tokens TokenSourcer, opts ...Option) *Worker {
 	w := &Worker{
 		st: st, gc: gc, tokens: tokens,
-		log:           slog.New(slog.DiscardHandler),
-		now:           time.Now,
-		concurrency:   4,
-		lease:         3 * time.Minute,
-		backoffBase:   time.Second,
-		backoffMax:    5 * time.Minute,
-		permRecheck:   5 * time.Minute,
-		signInRecheck: 5 * time.Minute,
-		maxIdle:       time.Minute,
-		scopes:        []string{"DeviceManagementConfiguration.ReadWrite.All", "DeviceManagementServiceConfig.ReadWrite.All"},
-		writes:        90,
-		per:           20 * time.Second,
-		requests:      1800,
-		wake:          make(chan struct{}),
-		signIn:        map[string]time.Time{},
-		awaiting:      map[int64]time.Time{},
-		readEvery:     15 * time.Minute,
-		awaitPoll:     30 * time.Second,
-		readReq:       make(chan struct{}, 1),
+		log:            slog.New(slog.DiscardHandler),
+		now:            time.Now,
+		concurrency:    4,
+		lease:          3 * time.Minute,
+		backoffBase:    time.Second,
+		backoffMax:     5 * time.Minute,
+		permRecheck:    5 * time.Minute,
+		signInRecheck:  5 * time.Minute,
+		maxIdle:        time.Minute,
+		scopes:         []string{"DeviceManagementConfiguration.ReadWrite.All", "DeviceManagementServiceConfig.ReadWrite.All"},
+		writes:         90,
+		per:            20 * time.Second,
+		requests:       1800,
+		wake:           make(chan struct{}),
+		signIn:         map[string]time.Time{},
+		awaiting:       map[int64]time.Time{},
+		readEvery:      15 * time.Minute,
+		readBackoff:    5 * time.Second,
+		readBackoffMax: 5 * time.Minute,
+		awaitPoll:      30 * time.Second,
+		readReq:        make(chan struct{}, 1),
 	}
 	for _, o := range opts {
 		o(w)
@@ -282,7 +288,13 @@ func (w *Worker) SignedIn(ctx context.Context, subject string) error {
 	w.mu.Lock()
 	delete(w.signIn, subject)
 	w.permUntil, w.permScope = time.Time{}, ""
+	// Without a complete read yet (in delegated mode, no admin's token may have been
+	// there to read with), read now with this admin's.
+	unread := !w.rd.haveLast || !w.rd.last.Complete
 	w.mu.Unlock()
+	if unread {
+		w.requestRead(subject)
+	}
 	_, err := w.st.ExpediteSubject(ctx, subject, w.now())
 	w.Kick()
 	return err
@@ -555,6 +567,8 @@ func (w *Worker) create(ctx context.Context, owner string, gc *graph.Client, it 
 // waiting create.
 func (w *Worker) settledByRead(id int64) error {
 	now := w.now()
+	// One critical section: a read finishing in between moves both the wait point (for
+	// the creates it left to their workers) and the last complete read.
 	w.mu.Lock()
 	after, ok := w.awaiting[id]
 	if !ok {
@@ -563,11 +577,12 @@ func (w *Worker) settledByRead(id int64) error {
 		after = now
 		w.awaiting[id] = now
 	}
-	w.mu.Unlock()
-	if last := w.lastCompleteRead(); last.After(after) {
-		w.mu.Lock()
+	settled := w.rd.lastComplete.After(after)
+	if settled {
 		delete(w.awaiting, id)
-		w.mu.Unlock()
+	}
+	w.mu.Unlock()
+	if settled {
 		return nil
 	}
 	w.requestRead("")
@@ -590,6 +605,9 @@ func (w *Worker) remove(ctx context.Context, owner string, gc *graph.Client, it 
 	if err := w.gate(ctx, true); err != nil {
 		return err
 	}
+	if err := w.st.MarkDeleteSent(ctx, a.ID, owner, w.now()); err != nil {
+		return err
+	}
 	err := gc.Delete(ctx, a.GraphID)
 	if err != nil && !graph.IsNotFound(err) {
 		return err
@@ -606,6 +624,12 @@ func (w *Worker) remove(ctx context.Context, owner string, gc *graph.Client, it 
 // cartclass's own changes. A 404 means the object was deleted in Intune.
 func (w *Worker) update(ctx context.Context, owner string, gc *graph.Client, it *store.OutboxItem) error {
 	a := it.Association
+	// The write's turn first, then the read: the PATCH follows the GET at once, so an
+	// Intune change can only land in the time of one round trip, not of a wait for pacing.
+	// (When no PATCH follows, the write's turn goes unused.)
+	if err := w.gate(ctx, true); err != nil {
+		return err
+	}
 	if err := w.gate(ctx, false); err != nil {
 		return err
 	}
@@ -620,7 +644,7 @@ func (w *Worker) update(ctx context.Context, owner string, gc *graph.Client, it 
 	switch d.Outcome {
 	case Conflict:
 		w.log.Info("graph_changed_in_intune", "association_id", a.ID, "graph_id", a.GraphID, "fields", d.Conflicts)
-		return w.st.MarkChanged(bctx, a.ID, owner, remote, d.Conflicts)
+		return takeErr(w.st.MarkChanged(bctx, a.ID, owner, a.Revision, remote, d.Conflicts))
 	case InStep:
 		return w.st.CompleteUpdate(bctx, a.ID, owner, store.Pushed{
 			GraphModifiedAt: obj.LastModifiedDateTime, Revision: a.Revision, Fields: remote})
@@ -645,8 +669,8 @@ func (w *Worker) update(ctx context.Context, owner string, gc *graph.Client, it 
 	}
 	base := toGraph(d.Base)
 	p := graph.Diff(base, toGraph(d.Local))
-	if err := w.gate(ctx, true); err != nil {
-		return err
+	if w.pausedFor() > 0 {
+		return errPaused // a 429 elsewhere meanwhile: send nothing
 	}
 	updated, err := gc.Update(ctx, a.GraphID, p)
 	if err != nil {

@@ -40,6 +40,7 @@ func fastOptions(t *testing.T) []push.Option {
 	return []push.Option{
 		push.WithBackoff(10*time.Millisecond, 100*time.Millisecond),
 		push.WithReadEvery(0),
+		push.WithReadBackoff(10*time.Millisecond, 100*time.Millisecond),
 		push.WithAwaitPoll(50 * time.Millisecond),
 		push.WithWritesPer20s(0),
 		push.WithLogger(slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))),

@@ -130,7 +130,9 @@ func dump(t *testing.T, q interface {
 
 const (
 	dumpAssociations = "SELECT " + schema4Columns + " FROM associations ORDER BY id"
-	dumpOutbox       = "SELECT * FROM outbox ORDER BY association_id"
+	// Schema 4's outbox columns (0005 adds delete_sent_at, NULL for every old row).
+	dumpOutbox = `SELECT association_id, enqueued_at, attempts, next_attempt_at, lease_owner, lease_until,
+		create_sent_at, create_sent_revision, create_sent_fields FROM outbox ORDER BY association_id`
 )
 
 func TestMigrationFromSchema4KeepsEverything(t *testing.T) {
@@ -267,7 +269,7 @@ func TestMigrationFromSchema4KeepsEverything(t *testing.T) {
 
 	// The new state through the store's own writer (the connection that migrated), and
 	// through a new connection; anything else is still refused.
-	if err := s.MarkChanged(ctx, 6, "w-new", Fields{DisplayName: "Edited in Intune", Version: 6}, []string{"displayName"}); err != nil {
+	if err := s.MarkChanged(ctx, 6, "w-new", obGet(t, s, 6).Revision, Fields{DisplayName: "Edited in Intune", Version: 6}, []string{"displayName"}); err != nil {
 		t.Fatalf("MarkChanged after migration: %v", err)
 	}
 	if got := mustGet(t, s, 6); got.Sync.State != SyncChanged || got.Sync.RemoteFields == nil || got.Sync.RemoteFields.DisplayName != "Edited in Intune" {

@@ -184,50 +184,65 @@ func changedAction(a Association, revision int64) error {
 	return nil
 }
 
-// KeepIntune resolves a conflict by taking Intune's values, as a new revision by by. No
-// request is made: Graph holds them already.
-func (s *Store) KeepIntune(ctx context.Context, id, revision int64, by Actor) (Association, error) {
-	return s.action(ctx, "keep intune", id, func(tx *sql.Tx, a Association, q queueRow, now time.Time) error {
-		if err := changedAction(a, revision); err != nil {
-			return err
-		}
-		f := *a.Sync.RemoteFields
-		carts, rooms, err := encodeIDs(f)
-		if err != nil {
-			return err
-		}
-		base, err := encodeFields(f)
-		if err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, `UPDATE associations SET
-				display_name = ?, description = ?, version = ?, device_cart_ids = ?, classroom_ids = ?, search_text = ?,
-				revision = revision + 1, updated_at = ?, updated_by_sub = ?, updated_by_name = ?,
-				synced_revision = revision + 1, synced_fields = ?, based_at = ?, sync_state = 'synced', sync_error = NULL,
-				remote_fields = NULL, conflict_fields = NULL
-			WHERE id = ?`,
-			f.DisplayName, f.Description, f.Version, carts, rooms, searchText(f),
-			now.UnixNano(), by.Subject, by.Name, base, now.UnixNano(), id); err != nil {
-			return err
-		}
-		_, err = tx.ExecContext(ctx, `DELETE FROM outbox WHERE association_id = ?`, id)
-		return err
-	})
+// syncedFields reads what Graph was last known to hold for id (nil: unknown).
+func syncedFields(ctx context.Context, tx *sql.Tx, id int64) (*Fields, error) {
+	var enc sql.NullString
+	if err := tx.QueryRowContext(ctx, `SELECT synced_fields FROM associations WHERE id = ?`, id).Scan(&enc); err != nil {
+		return nil, err
+	}
+	if !enc.Valid {
+		return nil, nil
+	}
+	f, err := decodeFields(enc.String)
+	return &f, err
 }
 
-// PushMine resolves a conflict by sending cartclass's values: Intune's become the base, so
-// the worker PATCHes every field where they differ (after reading the object once more).
+// KeepIntune resolves a conflict with Intune's values for the fields changed on both
+// sides. Every other field follows the usual rule: what only Intune changed is taken, what
+// only cartclass changed is kept, and then still sent (a PATCH of just those fields); when
+// nothing of cartclass's is left, no request is made.
+func (s *Store) KeepIntune(ctx context.Context, id, revision int64, by Actor) (Association, error) {
+	return s.resolveConflict(ctx, "keep intune", id, revision, by, true)
+}
+
+// PushMine resolves a conflict with cartclass's values for the fields changed on both
+// sides; what only Intune changed in other fields is taken, so that the PATCH sends only
+// cartclass's changes (after the worker reads the object once more).
 func (s *Store) PushMine(ctx context.Context, id, revision int64, by Actor) (Association, error) {
-	return s.action(ctx, "push mine", id, func(tx *sql.Tx, a Association, q queueRow, now time.Time) error {
+	return s.resolveConflict(ctx, "push mine", id, revision, by, false)
+}
+
+func (s *Store) resolveConflict(ctx context.Context, op string, id, revision int64, by Actor, takeIntune bool) (Association, error) {
+	return s.action(ctx, op, id, func(tx *sql.Tx, a Association, q queueRow, now time.Time) error {
 		if err := changedAction(a, revision); err != nil {
 			return err
 		}
-		base, err := encodeFields(*a.Sync.RemoteFields)
+		base, err := syncedFields(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		remote := *a.Sync.RemoteFields
+		out := resolve(base, a.Fields, remote, a.Sync.ConflictFields, takeIntune)
+		if !out.Equal(a.Fields) {
+			if err := setFields(ctx, tx, id, out, by, now); err != nil {
+				return err
+			}
+		}
+		// Intune's values are the base now: the next comparison, and the PATCH, start there.
+		enc, err := encodeFields(remote)
 		if err != nil {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE associations SET synced_fields = ?, based_at = ?,
-				remote_fields = NULL, conflict_fields = NULL WHERE id = ?`, base, now.UnixNano(), id); err != nil {
+				remote_fields = NULL, conflict_fields = NULL WHERE id = ?`, enc, now.UnixNano(), id); err != nil {
+			return err
+		}
+		if out.Equal(remote) {
+			if _, err := tx.ExecContext(ctx, `UPDATE associations SET synced_revision = revision, sync_state = 'synced',
+					sync_error = NULL WHERE id = ?`, id); err != nil {
+				return err
+			}
+			_, err = tx.ExecContext(ctx, `DELETE FROM outbox WHERE association_id = ?`, id)
 			return err
 		}
 		return requeue(ctx, tx, id, now)
@@ -319,7 +334,9 @@ func (s *Store) TakeRemote(ctx context.Context, id int64, owner string, revision
 // MarkChanged parks a leased item as changed in Intune: remote is what Graph holds,
 // conflicts the Graph property names changed on both sides. Nothing is sent for it until
 // an admin chooses. The base stays what it was: the next read compares against it again.
-func (s *Store) MarkChanged(ctx context.Context, id int64, owner string, remote Fields, conflicts []string) error {
+// ErrConflict: the association was saved (or deleted) again since revision was read, so
+// the comparison is stale; the row is left due, to be claimed afresh.
+func (s *Store) MarkChanged(ctx context.Context, id int64, owner string, revision int64, remote Fields, conflicts []string) error {
 	rem, err := encodeFields(remote)
 	if err != nil {
 		return err
@@ -328,13 +345,25 @@ func (s *Store) MarkChanged(ctx context.Context, id int64, owner string, remote 
 	if err != nil {
 		return err
 	}
-	return s.withLease(ctx, "mark changed", id, owner, func(tx *sql.Tx) error {
+	err = s.withLease(ctx, "mark changed", id, owner, func(tx *sql.Tx) error {
+		var rev int64
+		var deleted sql.NullInt64
+		if err := tx.QueryRowContext(ctx, `SELECT revision, deleted_at FROM associations WHERE id = ?`, id).Scan(&rev, &deleted); err != nil {
+			return err
+		}
+		if rev != revision || deleted.Valid {
+			return ErrConflict
+		}
 		if _, err := tx.ExecContext(ctx, `UPDATE associations SET remote_fields = ?, conflict_fields = ? WHERE id = ?`,
 			rem, string(names), id); err != nil {
 			return err
 		}
 		return park(ctx, tx, id, SyncChanged, nil)
 	})
+	if errors.Is(err, ErrConflict) {
+		return ErrConflict
+	}
+	return err
 }
 
 // ExpediteUnanswered makes due now every queued create whose earlier POST may have

@@ -176,17 +176,17 @@ func TestDeleteNeverPushedIsATombstoneWithoutRequest(t *testing.T) {
 func TestDeleteSyncedQueuesOneDelete(t *testing.T) {
 	t.Parallel()
 	s, now := openOutboxStore(t)
-	a := mrLinked(t, s, "alpha", "g-A")
+	a := mrLinked(t, s, "alpha", "g-a")
 	*now = obT0.Add(time.Minute)
 	del, err := s.DeleteAssociation(t.Context(), a.ID, a.Revision, mrAdmin)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !del.Sync.DeletePending || del.Sync.State != SyncWaiting || !del.Sync.NextAttemptAt.Equal(*now) || del.GraphID != "g-A" {
+	if !del.Sync.DeletePending || del.Sync.State != SyncWaiting || !del.Sync.NextAttemptAt.Equal(*now) || del.GraphID != "g-a" {
 		t.Fatalf("deleted synced: %+v graph %q", del.Sync, del.GraphID)
 	}
 	it := mrClaimID(t, s, "w1", a.ID)
-	if it.Association.DeletedAt.IsZero() || it.Association.GraphID != "g-A" || !it.Association.Sync.DeletePending {
+	if it.Association.DeletedAt.IsZero() || it.Association.GraphID != "g-a" || !it.Association.Sync.DeletePending {
 		t.Fatalf("claimed delete: deleted %v graph %q pending %v", it.Association.DeletedAt, it.Association.GraphID,
 			it.Association.Sync.DeletePending)
 	}
@@ -208,7 +208,7 @@ func TestDeleteRefusals(t *testing.T) {
 	t.Parallel()
 	s, _ := openOutboxStore(t)
 	ctx := t.Context()
-	a := mrLinked(t, s, "alpha", "g-A")
+	a := mrLinked(t, s, "alpha", "g-a")
 	edited := obUpdate(t, s, a.ID, "newer")
 
 	_, err := s.DeleteAssociation(ctx, a.ID, a.Revision, mrAdmin)
@@ -252,7 +252,7 @@ func TestDeleteRefusals(t *testing.T) {
 		t.Fatalf("PushMine of a tombstone: %v, want ErrDeleted", err)
 	}
 	got := obGet(t, s, a.ID)
-	if got.Revision != del.Revision || got.Description != "newer" || got.GraphID != "g-A" || !got.Sync.DeletePending {
+	if got.Revision != del.Revision || got.Description != "newer" || got.GraphID != "g-a" || !got.Sync.DeletePending {
 		t.Fatalf("refused actions changed the tombstone: rev %d desc %q graph %q pending %v",
 			got.Revision, got.Description, got.GraphID, got.Sync.DeletePending)
 	}
@@ -282,11 +282,11 @@ func TestDeleteWhileCreateInFlightWaitsForTheCreate(t *testing.T) {
 	if _, err := s.ClaimOutbox(ctx, "w2", obT0, time.Minute); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("claim while w1 holds the create: %v, want ErrNotFound", err)
 	}
-	if err := s.CompleteCreate(ctx, a.ID, "w1", pushedOf(it, "g-A")); err != nil {
+	if err := s.CompleteCreate(ctx, a.ID, "w1", pushedOf(it, "g-a")); err != nil {
 		t.Fatal(err)
 	}
 	next := mrClaimID(t, s, "w2", a.ID)
-	if next.Association.DeletedAt.IsZero() || next.Association.GraphID != "g-A" || next.CreateSent != nil {
+	if next.Association.DeletedAt.IsZero() || next.Association.GraphID != "g-a" || next.CreateSent != nil {
 		t.Fatalf("after the create: deleted %v graph %q createSent %+v; want the DELETE of g-A due",
 			next.Association.DeletedAt, next.Association.GraphID, next.CreateSent)
 	}
@@ -310,7 +310,7 @@ func TestDeleteBeforeThePostDropsTheRow(t *testing.T) {
 	if err := s.MarkCreateSent(ctx, a.ID, "w1", SentCreate{At: obT0, Revision: 1, Fields: it.Association.Fields}); !errors.Is(err, ErrLeaseLost) {
 		t.Fatalf("MarkCreateSent after the delete: %v, want ErrLeaseLost", err)
 	}
-	if err := s.CompleteCreate(ctx, a.ID, "w1", pushedOf(it, "g-A")); !errors.Is(err, ErrLeaseLost) {
+	if err := s.CompleteCreate(ctx, a.ID, "w1", pushedOf(it, "g-a")); !errors.Is(err, ErrLeaseLost) {
 		t.Fatalf("CompleteCreate after the delete: %v, want ErrLeaseLost", err)
 	}
 	if got := obGet(t, s, a.ID); got.GraphID != "" {
@@ -375,7 +375,7 @@ func TestCompleteDeleteFinishesTheDelete(t *testing.T) {
 	t.Parallel()
 	s, _ := openOutboxStore(t)
 	ctx := t.Context()
-	a := mrLinked(t, s, "alpha", "g-A")
+	a := mrLinked(t, s, "alpha", "g-a")
 	del := mrDelete(t, s, a.ID)
 	mrClaimID(t, s, "w1", a.ID)
 	if err := s.CompleteDelete(ctx, a.ID, "w2"); !errors.Is(err, ErrLeaseLost) {
@@ -407,7 +407,7 @@ func TestCompleteDeleteFinishesTheDelete(t *testing.T) {
 func TestMarkDeletedOfATombstoneFinishesTheDelete(t *testing.T) {
 	t.Parallel()
 	s, _ := openOutboxStore(t)
-	a := mrLinked(t, s, "alpha", "g-A")
+	a := mrLinked(t, s, "alpha", "g-a")
 	mrDelete(t, s, a.ID)
 	mrClaimID(t, s, "w1", a.ID)
 	if err := s.MarkDeleted(t.Context(), a.ID, "w1", &SyncError{Status: 404, Code: "ResourceNotFound"}); err != nil {
@@ -429,7 +429,7 @@ func TestRestoreBeforeTheDeleteIsSentCancelsIt(t *testing.T) {
 	t.Parallel()
 	s, now := openOutboxStore(t)
 	ctx := t.Context()
-	a := mrLinked(t, s, "alpha", "g-A")
+	a := mrLinked(t, s, "alpha", "g-a")
 	del := mrDelete(t, s, a.ID)
 	*now = obT0.Add(time.Minute)
 	cy := Actor{Subject: "sub-3", Name: "Cy"}
@@ -437,13 +437,13 @@ func TestRestoreBeforeTheDeleteIsSentCancelsIt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !r.DeletedAt.IsZero() || r.DeletedBy != (Actor{}) || r.GraphID != "g-A" || r.Revision != del.Revision+1 ||
+	if !r.DeletedAt.IsZero() || r.DeletedBy != (Actor{}) || r.GraphID != "g-a" || r.Revision != del.Revision+1 ||
 		r.UpdatedBy != cy || !r.UpdatedAt.Equal(*now) || r.Sync.State != SyncWaiting || r.Sync.DeletePending ||
 		!r.Fields.Equal(a.Fields) {
 		t.Fatalf("restored: %+v", r)
 	}
 	it := mrClaimID(t, s, "w1", a.ID)
-	if !it.Association.DeletedAt.IsZero() || it.Association.GraphID != "g-A" || it.SyncedFields == nil ||
+	if !it.Association.DeletedAt.IsZero() || it.Association.GraphID != "g-a" || it.SyncedFields == nil ||
 		!it.SyncedFields.Equal(a.Fields) || it.CreateSent != nil {
 		t.Fatalf("claimed after restore: deleted %v graph %q synced %+v; want the object kept, nothing to change",
 			it.Association.DeletedAt, it.Association.GraphID, it.SyncedFields)
@@ -466,7 +466,7 @@ func TestRestoreAfterTheDeleteIsDoneCreatesANewObject(t *testing.T) {
 	t.Parallel()
 	s, _ := openOutboxStore(t)
 	ctx := t.Context()
-	a := mrLinked(t, s, "alpha", "g-A")
+	a := mrLinked(t, s, "alpha", "g-a")
 	mrDelete(t, s, a.ID)
 	mrClaimID(t, s, "w1", a.ID)
 	if err := s.CompleteDelete(ctx, a.ID, "w1"); err != nil {
@@ -485,10 +485,10 @@ func TestRestoreAfterTheDeleteIsDoneCreatesANewObject(t *testing.T) {
 		!it.Association.Fields.Equal(a.Fields) {
 		t.Fatalf("claimed after restore: graph %q synced %+v createSent %+v; want a create", it.Association.GraphID, it.SyncedFields, it.CreateSent)
 	}
-	if used, err := s.GraphIDInUse(ctx, "g-A"); err != nil || used {
+	if used, err := s.GraphIDInUse(ctx, "g-a"); err != nil || used {
 		t.Fatalf("GraphIDInUse(g-A) = %v, %v; the deleted object must be forgotten", used, err)
 	}
-	if err := s.CompleteCreate(ctx, a.ID, "w1", pushedOf(it, "g-A2")); err != nil {
+	if err := s.CompleteCreate(ctx, a.ID, "w1", pushedOf(it, "g-a2")); err != nil {
 		t.Fatal(err)
 	}
 
@@ -509,7 +509,7 @@ func TestRestoreWhileTheDeleteIsInFlight(t *testing.T) {
 	t.Parallel()
 	s, _ := openOutboxStore(t)
 	ctx := t.Context()
-	a := mrLinked(t, s, "alpha", "g-A")
+	a := mrLinked(t, s, "alpha", "g-a")
 	mrDelete(t, s, a.ID)
 	mrClaimID(t, s, "w1", a.ID)
 	r, err := s.RestoreAssociation(ctx, a.ID, mrAdmin)
@@ -581,14 +581,14 @@ func TestRemoveLocalOnlyForDeletedInIntune(t *testing.T) {
 	t.Parallel()
 	s, now := openOutboxStore(t)
 	ctx := t.Context()
-	a := mrLinked(t, s, "alpha", "g-A")
+	a := mrLinked(t, s, "alpha", "g-a")
 	if _, err := s.RemoveLocal(ctx, a.ID, mrAdmin); !errors.Is(err, ErrUnchanged) {
 		t.Fatalf("RemoveLocal of a synced association: %v, want ErrUnchanged", err)
 	}
 	if got := obGet(t, s, a.ID); !got.DeletedAt.IsZero() {
 		t.Fatal("RemoveLocal deleted a synced association")
 	}
-	b := mrLinked(t, s, "bravo", "g-B")
+	b := mrLinked(t, s, "bravo", "g-b")
 	obUpdate(t, s, b.ID, "edited")
 	mrClaimID(t, s, "w1", b.ID)
 	if err := s.MarkDeleted(ctx, b.ID, "w1", &SyncError{Status: 404, Code: "ResourceNotFound"}); err != nil {
@@ -691,8 +691,8 @@ func TestApplyRemotePageImportsUnknownObjects(t *testing.T) {
 func TestApplyRemotePageIsOneTransaction(t *testing.T) {
 	t.Parallel()
 	s, _ := openOutboxStore(t)
-	a := mrLinked(t, s, "alpha", "g-A")
-	objs := []RemoteObject{mrRemote("g-new", obFields("new")), mrRemote("g-A", a.Fields)}
+	a := mrLinked(t, s, "alpha", "g-a")
+	objs := []RemoteObject{mrRemote("g-new", obFields("new")), mrRemote("g-a", a.Fields)}
 	_, err := s.ApplyRemotePage(t.Context(), objs, obT0, func(RemoteObject, *Local, []Local) Verdict {
 		return Verdict{Kind: VerdictImport} // g-A is linked already: its insert must fail
 	})
@@ -822,12 +822,12 @@ func TestApplyRemotePageAdoptLeavesTheRowDueWhenThereIsMore(t *testing.T) {
 func TestApplyRemotePageTakesIntunesChanges(t *testing.T) {
 	t.Parallel()
 	s, now := openOutboxStore(t)
-	a := mrLinked(t, s, "alpha", "g-A")
+	a := mrLinked(t, s, "alpha", "g-a")
 	*now = obT0.Add(time.Minute)
 	remote := a.Fields
 	remote.Description = "changed in Intune"
 	remote.ClassroomIDs = []string{"room-new"}
-	o := mrRemote("g-A", remote)
+	o := mrRemote("g-a", remote)
 	res := mrApply(t, s, []RemoteObject{o}, *now, func(r RemoteObject, l *Local, _ []Local) Verdict {
 		if l == nil || l.Association.ID != a.ID || l.Base == nil || !l.Base.Equal(a.Fields) || l.Queued || l.Leased || l.Stale {
 			t.Errorf("local for g-A: %+v", l)
@@ -852,7 +852,7 @@ func TestApplyRemotePageTakesIntunesChanges(t *testing.T) {
 	if got := searchNames(t, s, "room-alpha"); len(got) != 0 {
 		t.Fatalf("search of the old classroom = %v, want none", got)
 	}
-	if base := mrBase(t, s, "g-A"); base == nil || !base.Equal(remote) {
+	if base := mrBase(t, s, "g-a"); base == nil || !base.Equal(remote) {
 		t.Fatalf("base after take = %+v, want Intune's values", base)
 	}
 }
@@ -861,9 +861,9 @@ func TestApplyRemotePageQueuesLocalChanges(t *testing.T) {
 	t.Parallel()
 	s, now := openOutboxStore(t)
 	ctx := t.Context()
-	a := mrLinked(t, s, "alpha", "g-A")
-	b := mrLinked(t, s, "bravo", "g-B")
-	c := mrLinked(t, s, "charlie", "g-C")
+	a := mrLinked(t, s, "alpha", "g-a")
+	b := mrLinked(t, s, "bravo", "g-b")
+	c := mrLinked(t, s, "charlie", "g-c")
 	*now = obT0.Add(time.Minute)
 	ea := obUpdate(t, s, a.ID, "mine")
 	eb := obUpdate(t, s, b.ID, "mine too")
@@ -889,15 +889,15 @@ func TestApplyRemotePageQueuesLocalChanges(t *testing.T) {
 	mergedA.DisplayName = remoteA.DisplayName
 	remoteC := c.Fields
 	remoteC.Version = 9
-	objs := []RemoteObject{mrRemote("g-A", remoteA), mrRemote("g-B", b.Fields), mrRemote("g-C", remoteC)}
+	objs := []RemoteObject{mrRemote("g-a", remoteA), mrRemote("g-b", b.Fields), mrRemote("g-c", remoteC)}
 	res := mrApply(t, s, objs, *now, func(r RemoteObject, l *Local, _ []Local) Verdict {
 		if l == nil || !l.Queued || l.Leased {
 			t.Fatalf("local for %s: %+v", r.GraphID, l)
 		}
 		switch r.GraphID {
-		case "g-A":
+		case "g-a":
 			return Verdict{Kind: VerdictPush, Local: mergedA}
-		case "g-C":
+		case "g-c":
 			f := l.Association.Fields
 			f.Version = r.Fields.Version
 			return Verdict{Kind: VerdictPush, Local: f}
@@ -940,7 +940,7 @@ func TestApplyRemotePageQueuesLocalChanges(t *testing.T) {
 	if it := items[b.ID]; it.SyncedFields == nil || !it.SyncedFields.Equal(b.Fields) {
 		t.Fatalf("bravo item: synced %+v", it.SyncedFields)
 	}
-	if base := mrBase(t, s, "g-C"); base == nil || !base.Equal(remoteC) {
+	if base := mrBase(t, s, "g-c"); base == nil || !base.Equal(remoteC) {
 		t.Fatalf("charlie base = %+v, want Intune's values", base)
 	}
 }
@@ -948,16 +948,16 @@ func TestApplyRemotePageQueuesLocalChanges(t *testing.T) {
 func TestApplyRemotePageConflictParks(t *testing.T) {
 	t.Parallel()
 	s, _ := openOutboxStore(t)
-	a := mrLinked(t, s, "alpha", "g-A")
-	b := mrLinked(t, s, "bravo", "g-B")
+	a := mrLinked(t, s, "alpha", "g-a")
+	b := mrLinked(t, s, "bravo", "g-b")
 	ea := obUpdate(t, s, a.ID, "mine")
 	remoteA := a.Fields
 	remoteA.Description = "theirs"
 	remoteB := b.Fields
 	remoteB.Version = 9
-	res := mrApply(t, s, []RemoteObject{mrRemote("g-A", remoteA), mrRemote("g-B", remoteB)}, obT0,
+	res := mrApply(t, s, []RemoteObject{mrRemote("g-a", remoteA), mrRemote("g-b", remoteB)}, obT0,
 		func(r RemoteObject, l *Local, _ []Local) Verdict {
-			if r.GraphID == "g-A" {
+			if r.GraphID == "g-a" {
 				return Verdict{Kind: VerdictConflict, Conflicts: []string{"description"}}
 			}
 			return Verdict{Kind: VerdictConflict, Conflicts: []string{"version"}}
@@ -999,9 +999,9 @@ func TestApplyRemotePageConflictParks(t *testing.T) {
 func TestApplyRemotePageInStepSyncs(t *testing.T) {
 	t.Parallel()
 	s, _ := openOutboxStore(t)
-	a := mrLinked(t, s, "alpha", "g-A")
+	a := mrLinked(t, s, "alpha", "g-a")
 	e := obUpdate(t, s, a.ID, "same on both sides")
-	o := mrRemote("g-A", e.Fields)
+	o := mrRemote("g-a", e.Fields)
 	o.ModifiedAt = obT0.Add(-time.Second)
 	res := mrApply(t, s, []RemoteObject{o}, obT0, func(RemoteObject, *Local, []Local) Verdict {
 		return Verdict{Kind: VerdictInStep}
@@ -1017,7 +1017,7 @@ func TestApplyRemotePageInStepSyncs(t *testing.T) {
 	if n := outboxRows(t, s, a.ID); n != 0 {
 		t.Fatalf("outbox rows = %d, want 0", n)
 	}
-	if base := mrBase(t, s, "g-A"); base == nil || !base.Equal(e.Fields) {
+	if base := mrBase(t, s, "g-a"); base == nil || !base.Equal(e.Fields) {
 		t.Fatalf("base = %+v", base)
 	}
 }
@@ -1025,15 +1025,15 @@ func TestApplyRemotePageInStepSyncs(t *testing.T) {
 func TestApplyRemotePageReportsLeasedAndStale(t *testing.T) {
 	t.Parallel()
 	s, now := openOutboxStore(t)
-	c := mrLinked(t, s, "charlie", "g-C") // Graph's state recorded at obT0
-	a := mrLinked(t, s, "alpha", "g-A")
+	c := mrLinked(t, s, "charlie", "g-c") // Graph's state recorded at obT0
+	a := mrLinked(t, s, "alpha", "g-a")
 	fetched := obT0.Add(time.Minute)
 	*now = obT0.Add(2 * time.Minute)
-	b := mrLinked(t, s, "bravo", "g-B") // recorded after the page was fetched
+	b := mrLinked(t, s, "bravo", "g-b") // recorded after the page was fetched
 	ea := obUpdate(t, s, a.ID, "edit")
 	mrClaimID(t, s, "w1", a.ID) // leased until obT0+3m
 
-	objs := []RemoteObject{mrRemote("g-A", a.Fields), mrRemote("g-B", b.Fields), mrRemote("g-C", c.Fields)}
+	objs := []RemoteObject{mrRemote("g-a", a.Fields), mrRemote("g-b", b.Fields), mrRemote("g-c", c.Fields)}
 	read := func(fetched time.Time) map[string]Local {
 		t.Helper()
 		locals := map[string]Local{}
@@ -1056,20 +1056,20 @@ func TestApplyRemotePageReportsLeasedAndStale(t *testing.T) {
 			}
 		}
 	}
-	check(read(fetched), map[string]flags{"g-A": {true, true, false}, "g-B": {false, false, true}, "g-C": {false, false, false}})
+	check(read(fetched), map[string]flags{"g-a": {true, true, false}, "g-b": {false, false, true}, "g-c": {false, false, false}})
 	if got := obGet(t, s, a.ID); got.Revision != ea.Revision || got.Sync.State != SyncWaiting {
 		t.Fatalf("skip changed alpha: %+v", got)
 	}
 	// The lease has run out; a page fetched now is newer than everything recorded.
 	*now = obT0.Add(4 * time.Minute)
-	check(read(*now), map[string]flags{"g-A": {true, false, false}, "g-B": {false, false, false}, "g-C": {false, false, false}})
+	check(read(*now), map[string]flags{"g-a": {true, false, false}, "g-b": {false, false, false}, "g-c": {false, false, false}})
 }
 
 func TestKeepIntuneTakesIntunesValues(t *testing.T) {
 	t.Parallel()
 	s, now := openOutboxStore(t)
 	ctx := t.Context()
-	a, remote := mrChanged(t, s, "alpha", "g-A")
+	a, remote := mrChanged(t, s, "alpha", "g-a")
 	*now = obT0.Add(time.Minute)
 	_, err := s.KeepIntune(ctx, a.ID, a.Revision-1, mrAdmin)
 	var ce *ConflictError
@@ -1094,7 +1094,7 @@ func TestKeepIntuneTakesIntunesValues(t *testing.T) {
 	if got := searchNames(t, s, "theirs"); !slices.Equal(got, []string{"alpha"}) {
 		t.Fatalf("search theirs = %v", got)
 	}
-	if base := mrBase(t, s, "g-A"); base == nil || !base.Equal(remote) {
+	if base := mrBase(t, s, "g-a"); base == nil || !base.Equal(remote) {
 		t.Fatalf("base = %+v", base)
 	}
 	for _, rev := range []int64{a.Revision, k.Revision} {
@@ -1114,7 +1114,7 @@ func TestPushMineQueuesMyValues(t *testing.T) {
 	t.Parallel()
 	s, now := openOutboxStore(t)
 	ctx := t.Context()
-	a, remote := mrChanged(t, s, "alpha", "g-A")
+	a, remote := mrChanged(t, s, "alpha", "g-a")
 	*now = obT0.Add(time.Minute)
 	_, err := s.PushMine(ctx, a.ID, a.Revision+1, mrAdmin)
 	var ce *ConflictError
@@ -1226,7 +1226,7 @@ func TestMarkMissingAfterAnEmptyListing(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			s, now := openOutboxStore(t)
-			a := mrLinked(t, s, "alpha", "g-A")
+			a := mrLinked(t, s, "alpha", "g-a")
 			*now = obT0.Add(time.Minute)
 			n, err := s.MarkMissing(t.Context(), seen, *now)
 			if err != nil || n != 1 {
@@ -1252,7 +1252,7 @@ func TestTakeRemoteUnderTheLease(t *testing.T) {
 	t.Parallel()
 	s, now := openOutboxStore(t)
 	ctx := t.Context()
-	a := mrLinked(t, s, "alpha", "g-A")
+	a := mrLinked(t, s, "alpha", "g-a")
 	e := obUpdate(t, s, a.ID, "mine") // by Bob
 	mrClaimID(t, s, "w1", a.ID)
 	remote := a.Fields
@@ -1318,15 +1318,15 @@ func TestMarkChangedParksTheItem(t *testing.T) {
 	t.Parallel()
 	s, _ := openOutboxStore(t)
 	ctx := t.Context()
-	a := mrLinked(t, s, "alpha", "g-A")
+	a := mrLinked(t, s, "alpha", "g-a")
 	e := obUpdate(t, s, a.ID, "mine")
 	mrClaimID(t, s, "w1", a.ID)
 	remote := a.Fields
 	remote.Description = "theirs"
-	if err := s.MarkChanged(ctx, a.ID, "w2", remote, []string{"description"}); !errors.Is(err, ErrLeaseLost) {
+	if err := s.MarkChanged(ctx, a.ID, "w2", e.Revision, remote, []string{"description"}); !errors.Is(err, ErrLeaseLost) {
 		t.Fatalf("MarkChanged without the lease: %v, want ErrLeaseLost", err)
 	}
-	if err := s.MarkChanged(ctx, a.ID, "w1", remote, []string{"description"}); err != nil {
+	if err := s.MarkChanged(ctx, a.ID, "w1", e.Revision, remote, []string{"description"}); err != nil {
 		t.Fatal(err)
 	}
 	got := obGet(t, s, a.ID)
@@ -1341,14 +1341,14 @@ func TestMarkChangedParksTheItem(t *testing.T) {
 	if _, err := s.ClaimOutbox(ctx, "w1", obT0.Add(time.Hour), time.Minute); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("claim of a changed association: %v, want ErrNotFound", err)
 	}
-	if err := s.MarkChanged(ctx, a.ID, "w1", remote, []string{"description"}); !errors.Is(err, ErrLeaseLost) {
+	if err := s.MarkChanged(ctx, a.ID, "w1", e.Revision, remote, []string{"description"}); !errors.Is(err, ErrLeaseLost) {
 		t.Fatalf("MarkChanged after parking: %v, want ErrLeaseLost", err)
 	}
 	if got := mrIDs(t, s, ListFilter{NotSynced: true}); !slices.Equal(got, []int64{a.ID}) {
 		t.Fatalf("NotSynced list = %v", got)
 	}
 	// The base stays what it was: the next read compares against it again.
-	if base := mrBase(t, s, "g-A"); base == nil || !base.Equal(a.Fields) {
+	if base := mrBase(t, s, "g-a"); base == nil || !base.Equal(a.Fields) {
 		t.Fatalf("base after MarkChanged = %+v, want the old base", base)
 	}
 }
@@ -1502,5 +1502,147 @@ func TestDeletedFilterSearchMatchesSortingAllMatches(t *testing.T) {
 		if got := ids(page.Items); !slices.Equal(got, want) {
 			t.Errorf("%+v: ids %v, want %v", f, got, want)
 		}
+	}
+}
+
+// A conflict on one field while each side also changed others: either choice settles only
+// the conflicting field; Intune's other changes are taken and cartclass's are kept (and
+// still to be sent), so neither button undoes anything the page did not show.
+func TestConflictChoicesSettleOnlyTheConflictingFields(t *testing.T) {
+	t.Parallel()
+	for _, keep := range []bool{true, false} {
+		s, _ := openOutboxStore(t)
+		ctx := t.Context()
+		a := mrLinked(t, s, "alpha", "g-a")
+		mine := a.Fields.Clone()
+		mine.DisplayName, mine.Description = "mine", "my description"
+		e, err := s.UpdateAssociation(ctx, a.ID, a.Revision, mine, obActor)
+		if err != nil {
+			t.Fatal(err)
+		}
+		remote := a.Fields.Clone()
+		remote.DisplayName, remote.ClassroomIDs = "theirs", []string{"room-intune"}
+		mrClaimID(t, s, "w1", a.ID)
+		if err := s.MarkChanged(ctx, a.ID, "w1", e.Revision, remote, []string{"displayName"}); err != nil {
+			t.Fatal(err)
+		}
+		choose, name := s.PushMine, "mine"
+		if keep {
+			choose, name = s.KeepIntune, "theirs"
+		}
+		got, err := choose(ctx, a.ID, e.Revision, Actor{Subject: "sub-3", Name: "Cy"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := Fields{DisplayName: name, Description: "my description", Version: a.Version,
+			DeviceCartIDs: a.DeviceCartIDs, ClassroomIDs: []string{"room-intune"}}
+		if !got.Fields.Equal(want) {
+			t.Errorf("keep=%v: fields %+v; want %+v (only displayName decided by the choice)", keep, got.Fields, want)
+		}
+		// cartclass's own description is still to be sent, on Intune's values as the base.
+		it := mrClaimID(t, s, "w2", a.ID)
+		if got.Sync.State != SyncWaiting || it.SyncedFields == nil || !it.SyncedFields.Equal(remote) {
+			t.Errorf("keep=%v: state %s base %+v; want waiting on Intune's values", keep, got.Sync.State, it.SyncedFields)
+		}
+	}
+}
+
+// A conflict found by a worker whose comparison is stale (the admin saved, or deleted,
+// meanwhile) is not parked: the row is claimed afresh with the newer state.
+func TestMarkChangedRefusesAStaleComparison(t *testing.T) {
+	t.Parallel()
+	s, _ := openOutboxStore(t)
+	ctx := t.Context()
+	a := mrLinked(t, s, "alpha", "g-a")
+	e := obUpdate(t, s, a.ID, "mine")
+	it := mrClaimID(t, s, "w1", a.ID)
+	if _, err := s.DeleteAssociation(ctx, a.ID, e.Revision, obActor); err != nil {
+		t.Fatal(err)
+	}
+	remote := a.Fields.Clone()
+	remote.Description = "theirs"
+	if err := s.MarkChanged(ctx, a.ID, "w1", it.Association.Revision, remote, []string{"description"}); !errors.Is(err, ErrConflict) {
+		t.Fatalf("MarkChanged after a delete: %v, want ErrConflict", err)
+	}
+	if got := obGet(t, s, a.ID); got.Sync.State == SyncChanged || !got.Sync.DeletePending {
+		t.Fatalf("after the refused MarkChanged: %+v; want the DELETE still pending, not parked", got.Sync)
+	}
+}
+
+// The worker's two steps of MarkMissing: the candidates, then MarkGone of those a GET
+// answered 404 for. MarkGone of nothing marks nothing (not "everything not listed"), and it
+// re-checks each id: one restored to the listing's terms meanwhile (here: deleted in
+// cartclass, or leased) is left alone.
+func TestMissingCandidatesAndMarkGone(t *testing.T) {
+	t.Parallel()
+	s, now := openOutboxStore(t)
+	ctx := t.Context()
+	seen := mrLinked(t, s, "seen", "g-seen")
+	gone := mrLinked(t, s, "gone", "g-gone")
+	there := mrLinked(t, s, "there", "g-there")
+	tomb := mrLinked(t, s, "tomb", "g-tomb")
+	started := obT0.Add(time.Minute)
+	*now = obT0.Add(2 * time.Minute)
+
+	cands, err := s.MissingCandidates(ctx, []string{"G-SEEN"}, started) // any case
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []int64
+	for _, a := range cands {
+		ids = append(ids, a.ID)
+	}
+	if !slices.Equal(ids, []int64{gone.ID, there.ID, tomb.ID}) {
+		t.Fatalf("candidates %v; want gone, there, tomb", ids)
+	}
+	if n, err := s.MarkGone(ctx, nil, started); err != nil || n != 0 {
+		t.Fatalf("MarkGone(nothing) = %d, %v; want 0", n, err)
+	}
+	for _, a := range []Association{seen, gone, there, tomb} {
+		if got := obGet(t, s, a.ID); got.Sync.State != SyncSynced {
+			t.Fatalf("%s after MarkGone(nothing): %s", a.DisplayName, got.Sync.State)
+		}
+	}
+	mrDelete(t, s, tomb.ID)
+	if n, err := s.MarkGone(ctx, []int64{gone.ID, tomb.ID}, started); err != nil || n != 1 {
+		t.Fatalf("MarkGone = %d, %v; want 1 (the tombstone no longer qualifies)", n, err)
+	}
+	if got := obGet(t, s, gone.ID); got.Sync.State != SyncDeleted {
+		t.Errorf("gone: %s", got.Sync.State)
+	}
+	if got := obGet(t, s, there.ID); got.Sync.State != SyncSynced {
+		t.Errorf("there (its GET answered): %s", got.Sync.State)
+	}
+	if got := obGet(t, s, tomb.ID); got.Sync.State == SyncDeleted || !got.Sync.DeletePending {
+		t.Errorf("tomb: %+v; want its DELETE still pending", got.Sync)
+	}
+}
+
+// Graph ids are GUIDs: a listing that spells a known one in capitals finds its
+// association (no second import, nothing marked gone).
+func TestGraphIDsCompareWithoutCase(t *testing.T) {
+	t.Parallel()
+	s, _ := openOutboxStore(t)
+	ctx := t.Context()
+	a := mrLinked(t, s, "alpha", "AbC-123")
+	if a.GraphID != "abc-123" {
+		t.Fatalf("stored graph id %q; want it lower-cased", a.GraphID)
+	}
+	var locals int
+	res := mrApply(t, s, []RemoteObject{mrRemote("ABC-123", a.Fields)}, obT0.Add(time.Hour), func(_ RemoteObject, l *Local, _ []Local) Verdict {
+		if l != nil {
+			locals++
+			return Verdict{Kind: VerdictInStep}
+		}
+		return Verdict{Kind: VerdictImport}
+	})
+	if locals != 1 || res.Imported != 0 {
+		t.Fatalf("a known id in capitals: %d locals found, result %+v", locals, res)
+	}
+	if n, err := s.MarkMissing(ctx, []string{"ABC-123"}, obT0.Add(time.Hour)); err != nil || n != 0 {
+		t.Fatalf("MarkMissing = %d, %v; want 0", n, err)
+	}
+	if used, err := s.GraphIDInUse(ctx, "ABC-123"); err != nil || !used {
+		t.Fatalf("GraphIDInUse in capitals = %v, %v", used, err)
 	}
 }

@@ -290,6 +290,15 @@ func (s *Store) MarkCreateSent(ctx context.Context, id int64, owner string, sent
 	})
 }
 
+// MarkDeleteSent records, before a DELETE goes out, that it may reach Graph: a restore
+// before its answer then knows a later 404 is its doing (see MarkDeleted).
+func (s *Store) MarkDeleteSent(ctx context.Context, id int64, owner string, at time.Time) error {
+	return s.withLease(ctx, "mark delete sent", id, owner, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `UPDATE outbox SET delete_sent_at = ? WHERE association_id = ?`, at.UnixNano(), id)
+		return err
+	})
+}
+
 // ClearCreateSent forgets a POST that Graph answered with a definite refusal (so it
 // created nothing).
 func (s *Store) ClearCreateSent(ctx context.Context, id int64, owner string) error {
@@ -303,7 +312,7 @@ func (s *Store) ClearCreateSent(ctx context.Context, id int64, owner string) err
 // GraphIDInUse reports whether any association is linked to the Graph object graphID.
 func (s *Store) GraphIDInUse(ctx context.Context, graphID string) (bool, error) {
 	var n int
-	if err := s.read.QueryRowContext(ctx, `SELECT count(*) FROM associations WHERE graph_id = ?`, graphID).Scan(&n); err != nil {
+	if err := s.read.QueryRowContext(ctx, `SELECT count(*) FROM associations WHERE graph_id = ?`, normGraphID(graphID)).Scan(&n); err != nil {
 		return false, fmt.Errorf("graph id in use: %w", err)
 	}
 	return n > 0, nil
@@ -337,7 +346,7 @@ func (s *Store) complete(ctx context.Context, op string, id int64, owner string,
 	return s.withLease(ctx, op, id, owner, func(tx *sql.Tx) error {
 		var graphID any
 		if p.GraphID != "" {
-			graphID = p.GraphID
+			graphID = normGraphID(p.GraphID)
 		}
 		var revision int64
 		err := tx.QueryRowContext(ctx, `UPDATE associations SET
@@ -360,7 +369,8 @@ func (s *Store) complete(ctx context.Context, op string, id int64, owner string,
 		}
 		// Edited meanwhile: push the newer state next, as a PATCH now that Graph has it.
 		_, err = tx.ExecContext(ctx, `UPDATE outbox SET lease_owner = NULL, lease_until = NULL, attempts = 0,
-				next_attempt_at = ?, create_sent_at = NULL, create_sent_revision = NULL, create_sent_fields = NULL
+				next_attempt_at = ?, create_sent_at = NULL, create_sent_revision = NULL, create_sent_fields = NULL,
+				delete_sent_at = NULL
 			WHERE association_id = ?`, now.UnixNano(), id)
 		return err
 	})
@@ -435,6 +445,21 @@ func (s *Store) MarkDeleted(ctx context.Context, id int64, owner string, syncErr
 			// Deleted in cartclass meanwhile: Intune no longer holding it is the goal.
 			return finishDelete(ctx, tx, id)
 		}
+		var deleteSent sql.NullInt64
+		if err := tx.QueryRowContext(ctx, `SELECT delete_sent_at FROM outbox WHERE association_id = ?`, id).Scan(&deleteSent); err != nil {
+			return err
+		}
+		if deleteSent.Valid {
+			// Restored while its DELETE was unanswered: that DELETE removed it. Restore
+			// means create it again, as a new object.
+			if err := unlink(ctx, tx, id); err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, `UPDATE outbox SET delete_sent_at = NULL WHERE association_id = ?`, id); err != nil {
+				return err
+			}
+			return requeue(ctx, tx, id, s.Now().UTC())
+		}
 		return park(ctx, tx, id, SyncDeleted, enc)
 	})
 }
@@ -454,14 +479,15 @@ func park(ctx context.Context, tx *sql.Tx, id int64, state string, enc any) erro
 // button). It returns ErrNotFound when there is no such association and ErrUnchanged when
 // it is neither failed nor deleted (a second click, or another admin was quicker).
 func (s *Store) Retry(ctx context.Context, id int64) error {
-	return s.requeueParked(ctx, "retry", id, func(state string) bool { return state == SyncFailed || state == SyncDeleted }, nil)
+	// A deleted association's refused DELETE may be retried too (nothing else may be).
+	return s.requeueParked(ctx, "retry", id, true, func(state string) bool { return state == SyncFailed || state == SyncDeleted }, nil)
 }
 
 // Recreate queues a deleted association to be created again in Graph as a new object: it
 // forgets the old graph id and what Graph held. It returns ErrNotFound when there is no such
 // association and ErrUnchanged when it is not deleted (already re-created, say).
 func (s *Store) Recreate(ctx context.Context, id int64) error {
-	return s.requeueParked(ctx, "recreate", id, func(state string) bool { return state == SyncDeleted }, func(tx *sql.Tx) error {
+	return s.requeueParked(ctx, "recreate", id, false, func(state string) bool { return state == SyncDeleted }, func(tx *sql.Tx) error {
 		return unlink(ctx, tx, id)
 	})
 }
@@ -482,7 +508,7 @@ func unlink(ctx context.Context, tx *sql.Tx, id int64) error {
 // requeueParked is an admin's Retry or Re-create: if id's state passes ok, prepare (may be
 // nil) runs and the row is queued, due now. ErrNotFound: no such association; ErrUnchanged:
 // not in a state to act on (a second click, or another admin was quicker).
-func (s *Store) requeueParked(ctx context.Context, op string, id int64, ok func(state string) bool, prepare func(*sql.Tx) error) error {
+func (s *Store) requeueParked(ctx context.Context, op string, id int64, evenDeleted bool, ok func(state string) bool, prepare func(*sql.Tx) error) error {
 	now := s.Now().UTC()
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		var state string
@@ -493,7 +519,7 @@ func (s *Store) requeueParked(ctx context.Context, op string, id int64, ok func(
 			return ErrNotFound
 		case err != nil:
 			return err
-		case deleted.Valid:
+		case deleted.Valid && !(evenDeleted && state == SyncFailed):
 			return ErrDeleted
 		case !ok(state):
 			return ErrUnchanged

@@ -132,7 +132,7 @@ func TestSaveAndQueueAreOneTransaction(t *testing.T) {
 	}
 	// Synced, then edited: the edit needs a new outbox row, and that insert fails.
 	it := mustClaim(t, s, "w1", obT0)
-	if err := s.CompleteCreate(t.Context(), a.ID, "w1", pushedOf(it, "g-A")); err != nil {
+	if err := s.CompleteCreate(t.Context(), a.ID, "w1", pushedOf(it, "g-a")); err != nil {
 		t.Fatal(err)
 	}
 	f := a.Fields
@@ -149,7 +149,7 @@ func TestUnchangedSaveQueuesNothing(t *testing.T) {
 	s, _ := openOutboxStore(t)
 	a := obCreate(t, s, "A")
 	it := mustClaim(t, s, "w1", obT0)
-	if err := s.CompleteCreate(t.Context(), a.ID, "w1", pushedOf(it, "g-A")); err != nil {
+	if err := s.CompleteCreate(t.Context(), a.ID, "w1", pushedOf(it, "g-a")); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.UpdateAssociation(t.Context(), a.ID, a.Revision, a.Fields, obActor); !errors.Is(err, ErrUnchanged) {
@@ -254,10 +254,10 @@ func TestExpiredLeaseIsReclaimed(t *testing.T) {
 	if err := s.RetryLater(t.Context(), a.ID, "crashed", obT0, nil); !errors.Is(err, ErrLeaseLost) {
 		t.Fatalf("RetryLater by the old owner: %v, want ErrLeaseLost", err)
 	}
-	if err := s.CompleteCreate(t.Context(), a.ID, "w2", pushedOf(again, "g-A")); err != nil {
+	if err := s.CompleteCreate(t.Context(), a.ID, "w2", pushedOf(again, "g-a")); err != nil {
 		t.Fatal(err)
 	}
-	if got := obGet(t, s, a.ID); got.GraphID != "g-A" {
+	if got := obGet(t, s, a.ID); got.GraphID != "g-a" {
 		t.Fatalf("GraphID = %q, want g-A", got.GraphID)
 	}
 }
@@ -266,19 +266,19 @@ func TestCompleteCreateSyncs(t *testing.T) {
 	s, _ := openOutboxStore(t)
 	a := obCreate(t, s, "A")
 	it := mustClaim(t, s, "w1", obT0)
-	p := pushedOf(it, "g-A")
+	p := pushedOf(it, "g-a")
 	if err := s.CompleteCreate(t.Context(), a.ID, "w1", p); err != nil {
 		t.Fatal(err)
 	}
 	got := obGet(t, s, a.ID)
-	if got.GraphID != "g-A" || got.Sync.State != SyncSynced || got.Sync.SyncedRevision != 1 ||
+	if got.GraphID != "g-a" || got.Sync.State != SyncSynced || got.Sync.SyncedRevision != 1 ||
 		!got.GraphCreatedAt.Equal(p.GraphCreatedAt) || !got.Sync.NextAttemptAt.IsZero() {
 		t.Fatalf("after CompleteCreate: %+v", got)
 	}
 	if n := outboxRows(t, s, a.ID); n != 0 {
 		t.Fatalf("outbox rows = %d, want 0", n)
 	}
-	if used, err := s.GraphIDInUse(t.Context(), "g-A"); err != nil || !used {
+	if used, err := s.GraphIDInUse(t.Context(), "g-a"); err != nil || !used {
 		t.Fatalf("GraphIDInUse(g-A) = %v, %v", used, err)
 	}
 	if used, err := s.GraphIDInUse(t.Context(), "g-other"); err != nil || used {
@@ -288,7 +288,7 @@ func TestCompleteCreateSyncs(t *testing.T) {
 	// An edit of a synced association queues it again, with the synced fields as the diff base.
 	obUpdate(t, s, a.ID, "new")
 	it = mustClaim(t, s, "w1", obT0)
-	if it.SyncedFields == nil || !it.SyncedFields.Equal(a.Fields) || it.Association.GraphID != "g-A" {
+	if it.SyncedFields == nil || !it.SyncedFields.Equal(a.Fields) || it.Association.GraphID != "g-a" {
 		t.Fatalf("claimed after edit: synced %+v graph %q", it.SyncedFields, it.Association.GraphID)
 	}
 	modified := obT0.Add(time.Minute)
@@ -297,7 +297,7 @@ func TestCompleteCreateSyncs(t *testing.T) {
 	}
 	got = obGet(t, s, a.ID)
 	if got.Sync.State != SyncSynced || got.Sync.SyncedRevision != 2 || !got.GraphModifiedAt.Equal(modified) ||
-		!got.GraphCreatedAt.Equal(p.GraphCreatedAt) || got.GraphID != "g-A" {
+		!got.GraphCreatedAt.Equal(p.GraphCreatedAt) || got.GraphID != "g-a" {
 		t.Fatalf("after CompleteUpdate: %+v", got)
 	}
 }
@@ -311,18 +311,18 @@ func TestCompleteWithNewerRevisionKeepsRow(t *testing.T) {
 	if err := s.MarkCreateSent(t.Context(), a.ID, "w1", SentCreate{At: obT0, Revision: 1, Fields: it.Association.Fields}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.CompleteCreate(t.Context(), a.ID, "w1", pushedOf(it, "g-A")); err != nil {
+	if err := s.CompleteCreate(t.Context(), a.ID, "w1", pushedOf(it, "g-a")); err != nil {
 		t.Fatal(err)
 	}
 	got := obGet(t, s, a.ID)
-	if got.Sync.State != SyncWaiting || got.Sync.SyncedRevision != 1 || got.GraphID != "g-A" {
+	if got.Sync.State != SyncWaiting || got.Sync.SyncedRevision != 1 || got.GraphID != "g-a" {
 		t.Fatalf("after stale complete: state %s synced rev %d graph %q", got.Sync.State, got.Sync.SyncedRevision, got.GraphID)
 	}
 	if n := outboxRows(t, s, a.ID); n != 1 {
 		t.Fatalf("outbox rows = %d, want 1", n)
 	}
 	next := mustClaim(t, s, "w2", obT0)
-	if next.Association.Revision != 2 || next.Association.GraphID != "g-A" || next.CreateSent != nil ||
+	if next.Association.Revision != 2 || next.Association.GraphID != "g-a" || next.CreateSent != nil ||
 		next.SyncedFields == nil || !next.SyncedFields.Equal(a.Fields) {
 		t.Fatalf("reclaimed: rev %d graph %q createSent %v synced %+v", next.Association.Revision,
 			next.Association.GraphID, next.CreateSent, next.SyncedFields)
@@ -387,7 +387,7 @@ func TestFailParksUntilEditOrRetry(t *testing.T) {
 	// Parked: only B is claimable, even much later.
 	if it := mustClaim(t, s, "w1", obT0.Add(time.Hour)); it.Association.ID != b.ID {
 		t.Fatalf("claimed %d, want %d", it.Association.ID, b.ID)
-	} else if err := s.CompleteCreate(t.Context(), b.ID, "w1", pushedOf(it, "g-B")); err != nil {
+	} else if err := s.CompleteCreate(t.Context(), b.ID, "w1", pushedOf(it, "g-b")); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.ClaimOutbox(t.Context(), "w1", obT0.Add(time.Hour), time.Minute); !errors.Is(err, ErrNotFound) {
@@ -425,7 +425,7 @@ func TestMarkDeletedAndRecreate(t *testing.T) {
 	s, _ := openOutboxStore(t)
 	a := obCreate(t, s, "A")
 	it := mustClaim(t, s, "w1", obT0)
-	if err := s.CompleteCreate(t.Context(), a.ID, "w1", pushedOf(it, "g-A")); err != nil {
+	if err := s.CompleteCreate(t.Context(), a.ID, "w1", pushedOf(it, "g-a")); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Recreate(t.Context(), a.ID); !errors.Is(err, ErrUnchanged) {
@@ -439,7 +439,7 @@ func TestMarkDeletedAndRecreate(t *testing.T) {
 	if err := s.MarkDeleted(t.Context(), a.ID, "w1", &SyncError{Status: 404, Code: "ResourceNotFound"}); err != nil {
 		t.Fatal(err)
 	}
-	if got := obGet(t, s, a.ID); got.Sync.State != SyncDeleted || got.GraphID != "g-A" {
+	if got := obGet(t, s, a.ID); got.Sync.State != SyncDeleted || got.GraphID != "g-a" {
 		t.Fatalf("after MarkDeleted: %s %q", got.Sync.State, got.GraphID)
 	}
 	// An edit is kept locally but does not unpark a deleted one.
@@ -462,7 +462,7 @@ func TestMarkDeletedAndRecreate(t *testing.T) {
 		t.Fatalf("claimed after Recreate: graph %q synced %+v createSent %+v desc %q",
 			it.Association.GraphID, it.SyncedFields, it.CreateSent, it.Association.Description)
 	}
-	if used, _ := s.GraphIDInUse(t.Context(), "g-A"); used {
+	if used, _ := s.GraphIDInUse(t.Context(), "g-a"); used {
 		t.Fatal("old graph id still linked after Recreate")
 	}
 }
@@ -476,7 +476,7 @@ func TestListNotSynced(t *testing.T) {
 		it := mustClaim(t, s, "w1", obT0)
 		switch it.Association.ID {
 		case a.ID:
-			if err := s.CompleteCreate(t.Context(), a.ID, "w1", pushedOf(it, "g-A")); err != nil {
+			if err := s.CompleteCreate(t.Context(), a.ID, "w1", pushedOf(it, "g-a")); err != nil {
 				t.Fatal(err)
 			}
 		case b.ID:
@@ -538,7 +538,7 @@ func TestQueueStats(t *testing.T) {
 		t.Fatalf("QueueStats with A failed = %d, %v, %v", depth, oldest, err)
 	}
 	it := mustClaim(t, s, "w1", *now)
-	if err := s.CompleteCreate(t.Context(), b.ID, "w1", pushedOf(it, "g-B")); err != nil {
+	if err := s.CompleteCreate(t.Context(), b.ID, "w1", pushedOf(it, "g-b")); err != nil {
 		t.Fatal(err)
 	}
 	if depth, _, err = s.QueueStats(t.Context()); err != nil || depth != 0 {

@@ -6,8 +6,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 )
+
+// normGraphID is a Graph id as stored: Graph's ids are GUIDs, which compare without
+// regard to case, so they are kept lower-cased and a listing that spells one in capitals
+// still finds its association.
+func normGraphID(id string) string { return strings.ToLower(id) }
 
 // RemoteObject is one object as a read of Intune found it.
 type RemoteObject struct {
@@ -79,6 +85,10 @@ type Decider func(remote RemoteObject, local *Local, pending []Local) Verdict
 // each object, and applies the verdicts. fetched is when the page was requested: an
 // association whose Graph state was recorded after that is marked Stale.
 func (s *Store) ApplyRemotePage(ctx context.Context, objs []RemoteObject, fetched time.Time, decide Decider) (PageResult, error) {
+	objs = slices.Clone(objs)
+	for i := range objs {
+		objs[i].GraphID = normGraphID(objs[i].GraphID)
+	}
 	var res PageResult
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		res = PageResult{}
@@ -274,7 +284,11 @@ func (s *Store) applyVerdict(ctx context.Context, tx *sql.Tx, o RemoteObject, lo
 	if local == nil {
 		return fmt.Errorf("verdict %d without a local association", v.Kind)
 	}
-	id := local.Association.ID
+	id, a := local.Association.ID, local.Association
+	if v.Kind == VerdictInStep && a.Sync.State == SyncSynced && !local.Queued && local.Base != nil &&
+		local.Base.Equal(o.Fields) && a.GraphModifiedAt.Equal(o.ModifiedAt) && a.GraphCreatedAt.Equal(o.CreatedAt) {
+		return nil // nothing new (most objects of most reads): writing them would only cost the read
+	}
 	if err := graphTimes(id); err != nil {
 		return err
 	}
@@ -335,61 +349,135 @@ func setFields(ctx context.Context, tx *sql.Tx, id int64, f Fields, by Actor, t 
 // MarkMissing is called after a read of Intune that reached its last page, with every
 // graph id it held: each association linked before the read started, not deleted in
 // cartclass, not in flight and not in seen was deleted in Intune. It is parked as such
-// (with a note saying how it was found), and the count returned.
+// (with a note saying how it was found), and the count returned. (The worker asks
+// MissingCandidates first and confirms each with a GET: see MarkGone.)
 func (s *Store) MarkMissing(ctx context.Context, seen []string, started time.Time) (int64, error) {
-	if seen == nil {
-		// A listing that held nothing: "null" would make json_each yield one NULL, and
-		// NOT IN a list holding NULL is never true.
-		seen = []string{}
-	}
-	list, err := json.Marshal(seen)
-	if err != nil {
-		return 0, err
-	}
-	note, err := encodeSyncError(&SyncError{Status: 404, Code: "NotInListing",
-		Message: "Intune's list of associations no longer holds it: it was deleted there."})
-	if err != nil {
-		return 0, err
-	}
-	now := s.Now().UTC()
 	var n int64
-	err = s.inTx(ctx, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, `SELECT id FROM associations a
-			WHERE graph_id IS NOT NULL AND deleted_at IS NULL AND sync_state <> 'deleted' AND linked_at < ?
-				AND graph_id NOT IN (SELECT value FROM json_each(?))
-				AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.association_id = a.id AND o.lease_owner IS NOT NULL AND o.lease_until > ?)`,
-			started.UnixNano(), string(list), now.UnixNano())
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		ids, err := s.missing(ctx, tx, seen, nil, false, started)
 		if err != nil {
 			return err
 		}
-		var ids []int64
-		for rows.Next() {
-			var id int64
-			if err := rows.Scan(&id); err != nil {
-				rows.Close()
-				return err
-			}
-			ids = append(ids, id)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		for _, id := range ids {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO outbox (association_id, enqueued_at) VALUES (?, ?)
-				ON CONFLICT (association_id) DO UPDATE SET next_attempt_at = NULL`, id, now.UnixNano()); err != nil {
-				return err
-			}
-			if _, err := tx.ExecContext(ctx, `UPDATE associations SET sync_state = 'deleted', sync_error = ?,
-					remote_fields = NULL, conflict_fields = NULL WHERE id = ?`, note, id); err != nil {
-				return err
-			}
-		}
-		n = int64(len(ids))
-		return nil
+		n, err = s.markGone(ctx, tx, ids, "Intune's list of associations no longer holds it: it was deleted there.")
+		return err
 	})
 	if err != nil {
 		return 0, fmt.Errorf("mark missing: %w", err)
 	}
 	return n, nil
+}
+
+// MissingCandidates returns the associations that a complete read of Intune (begun at
+// started, holding the graph ids seen) would mark deleted in Intune, for the caller to
+// confirm one by one: a listing whose pages shifted while it was read (an object deleted
+// meanwhile moves the rest up a page) can miss an object that is still there.
+func (s *Store) MissingCandidates(ctx context.Context, seen []string, started time.Time) ([]Association, error) {
+	var out []Association
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		ids, err := s.missing(ctx, tx, seen, nil, false, started)
+		if err != nil {
+			return err
+		}
+		for _, id := range ids {
+			a, err := scanAssociation(tx.QueryRowContext(ctx, selectAssociation+" WHERE id = ?", id))
+			if err != nil {
+				return err
+			}
+			out = append(out, a)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("missing candidates: %w", err)
+	}
+	return out, nil
+}
+
+// MarkGone parks as deleted in Intune those of ids that Graph answered 404 for and that
+// still qualify as MissingCandidates did (linked before started, live, not in flight, not
+// deleted already). It returns how many it marked.
+func (s *Store) MarkGone(ctx context.Context, ids []int64, started time.Time) (int64, error) {
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	var n int64
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		still, err := s.missing(ctx, tx, nil, ids, true, started)
+		if err != nil {
+			return err
+		}
+		n, err = s.markGone(ctx, tx, still, "Intune's list of associations no longer holds it, and Graph answers “not found” for it: it was deleted there.")
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("mark gone: %w", err)
+	}
+	return n, nil
+}
+
+// missing selects, in tx, the live, linked, not-leased associations not deleted in
+// Intune already and linked before started: those whose graph id is not in seen, or
+// (among set) those among ids.
+func (s *Store) missing(ctx context.Context, tx *sql.Tx, seen []string, ids []int64, among bool, started time.Time) ([]int64, error) {
+	// Never nil: "null" would make json_each yield one NULL, and NOT IN a list holding
+	// NULL is never true (a listing that held nothing would mark nothing gone).
+	lowered := make([]string, len(seen))
+	for i, id := range seen {
+		lowered[i] = normGraphID(id)
+	}
+	cond, arg := "graph_id NOT IN (SELECT value FROM json_each(?))", any(nil)
+	if among {
+		if ids == nil {
+			ids = []int64{}
+		}
+		list, err := json.Marshal(ids)
+		if err != nil {
+			return nil, err
+		}
+		cond, arg = "id IN (SELECT value FROM json_each(?))", string(list)
+	} else {
+		list, err := json.Marshal(lowered)
+		if err != nil {
+			return nil, err
+		}
+		arg = string(list)
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT id FROM associations a
+		WHERE graph_id IS NOT NULL AND deleted_at IS NULL AND sync_state <> 'deleted' AND linked_at < ? AND `+cond+`
+			AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.association_id = a.id AND o.lease_owner IS NOT NULL AND o.lease_until > ?)
+		ORDER BY id`,
+		started.UnixNano(), arg, s.Now().UnixNano())
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		out = append(out, id)
+	}
+	return out, rows.Err()
+}
+
+// markGone parks ids as deleted in Intune with a note saying how that was found.
+func (s *Store) markGone(ctx context.Context, tx *sql.Tx, ids []int64, why string) (int64, error) {
+	note, err := encodeSyncError(&SyncError{Status: 404, Code: "NotInListing", Message: why})
+	if err != nil {
+		return 0, err
+	}
+	now := s.Now().UTC()
+	for _, id := range ids {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO outbox (association_id, enqueued_at) VALUES (?, ?)
+			ON CONFLICT (association_id) DO UPDATE SET next_attempt_at = NULL`, id, now.UnixNano()); err != nil {
+			return 0, err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE associations SET sync_state = 'deleted', sync_error = ?,
+				remote_fields = NULL, conflict_fields = NULL WHERE id = ?`, note, id); err != nil {
+			return 0, err
+		}
+	}
+	return int64(len(ids)), nil
 }

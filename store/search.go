@@ -128,6 +128,12 @@ func (s *Store) ListAssociations(ctx context.Context, f ListFilter) (Association
 		cargs = []any{s.Now().Add(-DeletedFor).UnixNano()}
 	}
 	if f.NotSynced {
+		if !f.Deleted {
+			// Written "+deleted_at" so that it cannot pick the live-rows index: without
+			// statistics SQLite would walk every live row there instead of the few in the
+			// not-synced index.
+			conds[0] = "+deleted_at IS NULL"
+		}
 		conds = append(conds, "sync_state <> '"+SyncSynced+"'")
 	}
 	offset := (f.Page - 1) * f.PerPage

@@ -60,11 +60,12 @@ func (a *testApp) pushed(t testing.TB, id int64, graphID string) store.Associati
 func (a *testApp) changedInIntune(t testing.TB, id int64, mine, remote store.Fields, conflicts ...string) store.Association {
 	t.Helper()
 	cur := a.get1(t, id)
-	if _, err := a.store.UpdateAssociation(context.Background(), id, cur.Revision, mine, store.Actor{Subject: devidp.SubjectAdmin, Name: "Dev Admin"}); err != nil {
+	edited, err := a.store.UpdateAssociation(context.Background(), id, cur.Revision, mine, store.Actor{Subject: devidp.SubjectAdmin, Name: "Dev Admin"})
+	if err != nil {
 		t.Fatalf("local edit: %v", err)
 	}
 	a.claim(t, id)
-	if err := a.store.MarkChanged(context.Background(), id, "test", remote, conflicts); err != nil {
+	if err := a.store.MarkChanged(context.Background(), id, "test", edited.Revision, remote, conflicts); err != nil {
 		t.Fatalf("mark changed: %v", err)
 	}
 	return a.get1(t, id)

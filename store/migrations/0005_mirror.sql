@@ -19,6 +19,8 @@ ALTER TABLE associations ADD COLUMN linked_at INTEGER;
 ALTER TABLE associations ADD COLUMN based_at INTEGER;
 
 UPDATE associations SET linked_at = updated_at WHERE graph_id IS NOT NULL;
+-- Graph ids are GUIDs, equal whatever their case: kept lower-cased from now on.
+UPDATE associations SET graph_id = lower(graph_id) WHERE graph_id <> lower(graph_id);
 UPDATE associations SET based_at = updated_at WHERE synced_fields IS NOT NULL;
 
 -- The list walks only associations that are not deleted; the Deleted filter reads its few
@@ -28,6 +30,10 @@ DROP INDEX associations_name;
 CREATE INDEX associations_live_updated ON associations (updated_at DESC, id DESC) WHERE deleted_at IS NULL;
 CREATE INDEX associations_live_name ON associations (display_name COLLATE NOCASE, id) WHERE deleted_at IS NULL;
 CREATE INDEX associations_deleted ON associations (deleted_at) WHERE deleted_at IS NOT NULL;
+
+-- When a DELETE was sent that may have reached Graph: if the association is restored
+-- before its answer came, a later 404 is that DELETE's doing, and it is created again.
+ALTER TABLE outbox ADD COLUMN delete_sent_at INTEGER;
 
 -- The last read of Intune (one row): for the sync panel and the empty list page.
 CREATE TABLE graph_reads (
