@@ -164,4 +164,35 @@ func TestScreenshots(t *testing.T) {
 		)
 		admin.screenshot("conflict", v)
 	}
+
+	// Mirroring Intune: the delete confirmation, the Deleted filter, and an association
+	// changed in Intune and in cartclass on the same field.
+	for i, v := range screenshotViewports {
+		admin := newTab(t, full)
+		admin.emulateMedia(reduceMotion)
+		admin.resize(v)
+		admin.signIn(devidp.SubjectAdmin)
+
+		del := 10 + i
+		admin.do(chromedp.Navigate(fmt.Sprintf("%s/associations/%d/delete", full.URL, del)), chromedp.WaitVisible(tid("delete-confirm")))
+		admin.screenshot("delete-confirm", v)
+		admin.do(chromedp.Click(tid("confirm-delete")))
+		admin.waitPath("/associations")
+		admin.do(chromedp.Navigate(full.URL+"/associations?state=deleted"), chromedp.WaitVisible(tid("association-row")))
+		admin.screenshot("list-deleted", v)
+
+		id := 20 + i
+		admin.do(chromedp.Navigate(fmt.Sprintf("%s/associations/%d", full.URL, id)))
+		admin.waitSynced()
+		full.changeInIntune(t, admin.graphID(), map[string]any{"description": "Year 7 only this term (set in PowerShell)"})
+		admin.do(
+			chromedp.Navigate(fmt.Sprintf("%s/associations/%d/edit", full.URL, id)),
+			chromedp.WaitVisible(tid("association-form")),
+			chromedp.SetValue(css("#description"), "Shared by Science and Maths"),
+			chromedp.Click(tid("save")),
+		)
+		admin.waitPath(fmt.Sprintf("/associations/%d", id))
+		admin.waitFor(`document.querySelector('#sync-status')?.dataset.syncState === 'changed'`)
+		admin.screenshot("changed-in-intune", v)
+	}
 }
