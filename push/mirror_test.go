@@ -1255,3 +1255,59 @@ func TestListingThatMissesAnObjectIsConfirmedByGet(t *testing.T) {
 		t.Fatalf("writes: %+v", w)
 	}
 }
+
+// readersOnly lends a token for reading Intune only to subjects that signed in (as the web
+// layer's delegated tokens do: nobody's token before the first admin signs in).
+type readersOnly struct {
+	mu      sync.Mutex
+	present map[string]bool
+}
+
+func (r *readersOnly) TokenSource(_ context.Context, subject string) (oauth2.TokenSource, error) {
+	return r.ReadTokenSource(context.Background(), subject)
+}
+
+func (r *readersOnly) ReadTokenSource(_ context.Context, preferred string) (oauth2.TokenSource, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.present[preferred] {
+		return nil, fmt.Errorf("%w: nobody signed in", push.ErrSignInNeeded)
+	}
+	return appToken, nil
+}
+
+// In delegated mode the start-up read has no admin's token; it happens when the first
+// admin signs in, not a backoff or a schedule later. With reads off, signing in reads
+// nothing.
+func TestFirstAdminSignInStartsTheFirstRead(t *testing.T) {
+	t.Parallel()
+	for _, every := range []time.Duration{time.Hour, 0} {
+		tokens := &readersOnly{present: map[string]bool{}}
+		h := newHarness(t, nil, tokens, push.WithReadEvery(every), push.WithReadBackoff(time.Hour, time.Hour))
+		putObjects(h.emu, 3, "existing")
+		h.start()
+		if every > 0 {
+			h.waitFor("the start-up read to fail", func() bool { rs := h.w.ReadStatus(); return rs.HaveLast && !rs.Running })
+			if rs := h.w.ReadStatus(); rs.Last.Complete || !strings.Contains(rs.Last.Error, "sign-in") {
+				t.Fatalf("start-up read without a token: %+v", rs.Last)
+			}
+		}
+		tokens.mu.Lock()
+		tokens.present["sub-1"] = true
+		tokens.mu.Unlock()
+		if err := h.w.SignedIn(context.Background(), "sub-1"); err != nil {
+			t.Fatal(err)
+		}
+		if every == 0 {
+			time.Sleep(100 * time.Millisecond)
+			if rs := h.w.ReadStatus(); rs.HaveLast || rs.Running || len(h.requests(http.MethodGet)) != 0 {
+				t.Fatalf("reads off, yet signing in read Intune: %+v", rs)
+			}
+			continue
+		}
+		h.waitFor("the read after the sign-in", func() bool { rs := h.w.ReadStatus(); return rs.Last.Complete && !rs.Running })
+		if n := len(h.all(store.ListFilter{})); n != 3 {
+			t.Fatalf("%d associations after the first read; want the 3 in Intune", n)
+		}
+	}
+}

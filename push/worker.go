@@ -289,8 +289,8 @@ func (w *Worker) SignedIn(ctx context.Context, subject string) error {
 	delete(w.signIn, subject)
 	w.permUntil, w.permScope = time.Time{}, ""
 	// Without a complete read yet (in delegated mode, no admin's token may have been
-	// there to read with), read now with this admin's.
-	unread := !w.rd.haveLast || !w.rd.last.Complete
+	// there for the start-up read), read now with this admin's; not when reads are off.
+	unread := w.readEvery > 0 && (!w.rd.haveLast || !w.rd.last.Complete)
 	w.mu.Unlock()
 	if unread {
 		w.requestRead(subject)
