@@ -131,11 +131,14 @@ func (s *Store) DeleteAssociation(ctx context.Context, id, revision int64, by Ac
 // RestoreAssociation undoes a delete in cartclass. While the DELETE has not been sent the
 // association simply stays (its row is pushed like any: usually nothing to send). Once
 // Intune holds nothing for it, it is queued to be created again as a new object.
-// ErrUnchanged: not deleted.
+// ErrUnchanged: not deleted; ErrNotFound: deleted more than DeletedFor ago.
 func (s *Store) RestoreAssociation(ctx context.Context, id int64, by Actor) (Association, error) {
 	return s.action(ctx, "restore association", id, func(tx *sql.Tx, a Association, q queueRow, now time.Time) error {
 		if a.DeletedAt.IsZero() {
 			return ErrUnchanged
+		}
+		if a.DeletedAt.Before(now.Add(-DeletedFor)) {
+			return ErrNotFound // past the 30 days: no longer listed, and about to be purged
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE associations SET deleted_at = NULL, deleted_by_sub = '', deleted_by_name = '',
 				revision = revision + 1, updated_at = ?, updated_by_sub = ?, updated_by_name = ? WHERE id = ?`,

@@ -1646,3 +1646,20 @@ func TestGraphIDsCompareWithoutCase(t *testing.T) {
 		t.Fatalf("GraphIDInUse in capitals = %v, %v", used, err)
 	}
 }
+
+// Past the 30 days a deleted association is not listed, and a (forged or late) Restore
+// does not bring it back: it is about to be purged.
+func TestRestoreAfterThirtyDaysIsRefused(t *testing.T) {
+	t.Parallel()
+	s, now := openOutboxStore(t)
+	ctx := t.Context()
+	a := obCreate(t, s, "alpha")
+	mrDelete(t, s, a.ID)
+	*now = obT0.Add(DeletedFor + time.Hour)
+	if _, err := s.RestoreAssociation(ctx, a.ID, mrAdmin); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Restore after 30 days: %v, want ErrNotFound", err)
+	}
+	if got := obGet(t, s, a.ID); got.DeletedAt.IsZero() {
+		t.Fatal("the refused Restore restored it")
+	}
+}

@@ -67,13 +67,9 @@ func (s *Server) handleAssociationRestore(w http.ResponseWriter, r *http.Request
 		return
 	}
 	a, err := s.store.RestoreAssociation(r.Context(), id, s.actor(r))
-	var stale *store.ConflictError
 	switch {
 	case errors.Is(err, store.ErrUnchanged):
 		s.setFlash(w, "restore-none")
-	case errors.Is(err, store.ErrConflict) && !errors.As(err, &stale):
-		// Its DELETE is on the wire and the store would rather it settled first.
-		s.setFlash(w, "restore-busy")
 	case err != nil:
 		s.fail(w, r, err)
 		return

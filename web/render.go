@@ -100,7 +100,6 @@ var flashes = map[string]views.Flash{
 	"restored":        {Kind: "success", Message: "Restored; it will be created again in Intune."},
 	"restored-kept":   {Kind: "success", Message: "Restored. Its removal from Intune is called off, or, if it had already gone through, it is created there again."},
 	"restore-none":    {Kind: "info", Message: "It is not deleted, so there was nothing to restore."},
-	"restore-busy":    {Kind: "info", Message: "Its removal from Intune is being sent right now. Try Restore again in a moment."},
 	"remove-none":     {Kind: "info", Message: "Nothing was removed: it is no longer marked as deleted in Intune."},
 	"kept-intune":     {Kind: "success", Message: "Kept Intune's version."},
 	"pushing-mine":    {Kind: "info", Message: "Sending your version to Intune."},
