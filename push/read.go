@@ -36,7 +36,6 @@ type ReadStatus struct {
 
 // readState is guarded by Worker.mu.
 type readState struct {
-	loaded       bool   // Last was loaded from the store
 	queued       bool   // a read was asked for and has not begun
 	backingOff   bool   // the queued read, asked for by nobody, waits out a backoff
 	running      bool   // a read is running
@@ -89,9 +88,6 @@ func (w *Worker) RequestRead(subject string) bool {
 	return true
 }
 
-// requestRead asks for a read unless one is running or queued.
-func (w *Worker) requestRead(subject string) { w.RequestRead(subject) }
-
 // ReadStatus reports the running read and the last finished one. It is safe for
 // concurrent use.
 func (w *Worker) ReadStatus() ReadStatus {
@@ -119,7 +115,6 @@ func (w *Worker) loadLastRead(ctx context.Context) {
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.rd.loaded = true
 	if ok && !w.rd.haveLast {
 		w.rd.last, w.rd.haveLast = last, true
 	}
@@ -220,7 +215,7 @@ func (w *Worker) runRead(ctx context.Context) {
 
 	if v, _ := classify(err, false); err != nil && v == throttle && ctx.Err() == nil {
 		// Intune asked to slow down: read again once the pause is over (readGate waits).
-		defer w.requestRead(subject)
+		defer w.RequestRead(subject)
 	}
 	attrs := []any{"objects", tally.objects, "pages", tally.pages, "imported", tally.Imported, "adopted", tally.Adopted,
 		"taken", tally.Taken, "to_push", tally.Pushed, "conflicts", tally.Conflicts, "missing", tally.missing,

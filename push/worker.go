@@ -293,7 +293,7 @@ func (w *Worker) SignedIn(ctx context.Context, subject string) error {
 	unread := w.readEvery > 0 && (!w.rd.haveLast || !w.rd.last.Complete)
 	w.mu.Unlock()
 	if unread {
-		w.requestRead(subject)
+		w.RequestRead(subject)
 	}
 	_, err := w.st.ExpediteSubject(ctx, subject, w.now())
 	w.Kick()
@@ -585,7 +585,7 @@ func (w *Worker) settledByRead(id int64) error {
 	if settled {
 		return nil
 	}
-	w.requestRead("")
+	w.RequestRead("")
 	return errAwaitRead
 }
 

@@ -289,10 +289,6 @@ func (s *Store) CompleteDelete(ctx context.Context, id int64, owner string) erro
 // Graph's values base. It returns the association as it now is, or ErrConflict when the
 // association was saved again since revision (the item should be claimed afresh).
 func (s *Store) TakeRemote(ctx context.Context, id int64, owner string, revision int64, local, base Fields, modified time.Time, by *Actor) (Association, error) {
-	carts, rooms, err := encodeIDs(local)
-	if err != nil {
-		return Association{}, err
-	}
 	enc, err := encodeFields(base)
 	if err != nil {
 		return Association{}, err
@@ -312,11 +308,7 @@ func (s *Store) TakeRemote(ctx context.Context, id int64, owner string, revision
 			if by != nil {
 				who = *by
 			}
-			if _, err := tx.ExecContext(ctx, `UPDATE associations SET
-					display_name = ?, description = ?, version = ?, device_cart_ids = ?, classroom_ids = ?, search_text = ?,
-					revision = revision + 1, updated_at = ?, updated_by_sub = ?, updated_by_name = ?
-				WHERE id = ?`, local.DisplayName, local.Description, local.Version, carts, rooms, searchText(local),
-				now.UnixNano(), who.Subject, who.Name, id); err != nil {
+			if err := setFields(ctx, tx, id, local, who, now); err != nil {
 				return err
 			}
 		}

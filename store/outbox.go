@@ -309,15 +309,6 @@ func (s *Store) ClearCreateSent(ctx context.Context, id int64, owner string) err
 	})
 }
 
-// GraphIDInUse reports whether any association is linked to the Graph object graphID.
-func (s *Store) GraphIDInUse(ctx context.Context, graphID string) (bool, error) {
-	var n int
-	if err := s.read.QueryRowContext(ctx, `SELECT count(*) FROM associations WHERE graph_id = ?`, normGraphID(graphID)).Scan(&n); err != nil {
-		return false, fmt.Errorf("graph id in use: %w", err)
-	}
-	return n > 0, nil
-}
-
 // CompleteCreate records a successful create (or the adoption of a remote object the lost
 // answer of an earlier POST had created): links id to p.GraphID and records what Graph
 // holds. If the association was edited after p.Revision was read, the row stays queued
