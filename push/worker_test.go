@@ -501,7 +501,7 @@ func TestDeletedRemotelyThenRecreate(t *testing.T) {
 	if s, _ := h.w.Stats(context.Background()); s.Depth != 0 {
 		t.Fatalf("queue depth = %d, want 0 (deleted is parked)", s.Depth)
 	}
-	if err := h.st.Recreate(context.Background(), a.ID); err != nil {
+	if err := h.st.Recreate(context.Background(), a.ID, admin); err != nil {
 		t.Fatal(err)
 	}
 	h.w.Kick()

@@ -140,7 +140,8 @@ func (s *Store) GetAssociation(ctx context.Context, id int64) (Association, erro
 	return a, nil
 }
 
-// CreateAssociation stores a new association made by by and returns it.
+// CreateAssociation stores a new association made by by and returns it. Its history
+// starts with an entry of its values.
 func (s *Store) CreateAssociation(ctx context.Context, f Fields, by Actor) (Association, error) {
 	now := s.Now().UTC()
 	carts, rooms, err := encodeIDs(f)
@@ -150,9 +151,9 @@ func (s *Store) CreateAssociation(ctx context.Context, f Fields, by Actor) (Asso
 	var a Association
 	err = s.inTx(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `INSERT INTO associations
-			(display_name, description, version, device_cart_ids, classroom_ids, revision,
+			(id, display_name, description, version, device_cart_ids, classroom_ids, revision,
 			 created_at, updated_at, created_by_sub, created_by_name, updated_by_sub, updated_by_name, search_text)
-			VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?)`,
+			VALUES (`+nextAssociationID+`, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?)`,
 			f.DisplayName, f.Description, f.Version, carts, rooms,
 			now.UnixNano(), now.UnixNano(), by.Subject, by.Name, by.Subject, by.Name, searchText(f))
 		if err != nil {
@@ -165,6 +166,9 @@ func (s *Store) CreateAssociation(ctx context.Context, f Fields, by Actor) (Asso
 		// The outbox row commits with the save: an answered save is always delivered.
 		if _, err := tx.ExecContext(ctx, `INSERT INTO outbox (association_id, enqueued_at, next_attempt_at)
 			VALUES (?, ?, ?)`, id, now.UnixNano(), now.UnixNano()); err != nil {
+			return err
+		}
+		if err := record(ctx, tx, id, change{kind: HistoryCreated, by: by, at: now, changes: initialFields(f)}); err != nil {
 			return err
 		}
 		a, err = scanAssociation(tx.QueryRowContext(ctx, selectAssociation+" WHERE id = ?", id))
@@ -190,7 +194,8 @@ func (e *ConflictError) Error() string {
 func (e *ConflictError) Unwrap() error { return ErrConflict }
 
 // UpdateAssociation replaces the editable fields of association id, provided it is still at
-// revision, and queues the new state for Graph in the same transaction (see enqueueEdit).
+// revision, and queues the new state for Graph and records the change in its history, in
+// the same transaction (see enqueueEdit).
 // It returns ErrNotFound, ErrUnchanged when f equals what is stored (nothing is
 // written), or a *ConflictError when someone else saved in between.
 func (s *Store) UpdateAssociation(ctx context.Context, id, revision int64, f Fields, by Actor) (Association, error) {
@@ -230,6 +235,9 @@ func (s *Store) UpdateAssociation(ctx context.Context, id, revision int64, f Fie
 			return err
 		}
 		if err := enqueueEdit(ctx, tx, cur, now); err != nil {
+			return err
+		}
+		if err := record(ctx, tx, id, change{kind: HistoryEdited, by: by, at: now, changes: diffFields(cur.Fields, f)}); err != nil {
 			return err
 		}
 		a, err = scanAssociation(tx.QueryRowContext(ctx, selectAssociation+" WHERE id = ?", id))

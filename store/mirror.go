@@ -114,6 +114,9 @@ func (s *Store) DeleteAssociation(ctx context.Context, id, revision int64, by Ac
 		if err := tombstone(ctx, tx, id, by, now); err != nil {
 			return err
 		}
+		if err := record(ctx, tx, id, change{kind: HistoryDeleted, by: by, at: now}); err != nil {
+			return err
+		}
 		switch {
 		case a.GraphID == "" && !q.createSent, a.GraphID != "" && a.Sync.State == SyncDeleted:
 			// A lease held without a POST sent is dropped with the row: the worker's
@@ -145,6 +148,9 @@ func (s *Store) RestoreAssociation(ctx context.Context, id int64, by Actor) (Ass
 			now.UnixNano(), by.Subject, by.Name, id); err != nil {
 			return err
 		}
+		if err := record(ctx, tx, id, change{kind: HistoryRestored, by: by, at: now}); err != nil {
+			return err
+		}
 		switch {
 		case q.leased:
 			// A DELETE (or create) in flight: CompleteDelete sees the restore and queues
@@ -168,6 +174,9 @@ func (s *Store) RemoveLocal(ctx context.Context, id int64, by Actor) (Associatio
 			return ErrUnchanged
 		}
 		if err := tombstone(ctx, tx, id, by, now); err != nil {
+			return err
+		}
+		if err := record(ctx, tx, id, change{kind: HistoryRemoved, by: by, at: now}); err != nil {
 			return err
 		}
 		return finishDelete(ctx, tx, id)
@@ -230,6 +239,15 @@ func (s *Store) resolveConflict(ctx context.Context, op string, id, revision int
 			if err := setFields(ctx, tx, id, out, by, now); err != nil {
 				return err
 			}
+		}
+		// Recorded whether or not a field changed: the choice itself is a change of state.
+		choice := ChoicePushMine
+		if takeIntune {
+			choice = ChoiceKeepIntune
+		}
+		if err := record(ctx, tx, id, change{kind: HistoryResolved, choice: choice, by: by, at: now,
+			changes: diffFields(a.Fields, out)}); err != nil {
+			return err
 		}
 		// Intune's values are the base now: the next comparison, and the PATCH, start there.
 		enc, err := encodeFields(remote)
@@ -309,6 +327,11 @@ func (s *Store) TakeRemote(ctx context.Context, id int64, owner string, revision
 				who = *by
 			}
 			if err := setFields(ctx, tx, id, local, who, now); err != nil {
+				return err
+			}
+			// Whoever the revision is credited to, the values came from Intune.
+			if err := record(ctx, tx, id, change{kind: HistoryTaken, by: IntuneActor, at: now,
+				changes: diffFields(cur.Fields, local)}); err != nil {
 				return err
 			}
 		}

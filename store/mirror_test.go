@@ -242,7 +242,7 @@ func TestDeleteRefusals(t *testing.T) {
 	if err := s.Retry(ctx, a.ID); !errors.Is(err, ErrDeleted) {
 		t.Fatalf("Retry of a tombstone: %v, want ErrDeleted", err)
 	}
-	if err := s.Recreate(ctx, a.ID); !errors.Is(err, ErrDeleted) {
+	if err := s.Recreate(ctx, a.ID, obActor); !errors.Is(err, ErrDeleted) {
 		t.Fatalf("Recreate of a tombstone: %v, want ErrDeleted", err)
 	}
 	if _, err := s.KeepIntune(ctx, a.ID, del.Revision, mrAdmin); !errors.Is(err, ErrDeleted) {

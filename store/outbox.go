@@ -474,12 +474,12 @@ func (s *Store) Retry(ctx context.Context, id int64) error {
 	return s.requeueParked(ctx, "retry", id, true, func(state string) bool { return state == SyncFailed || state == SyncDeleted }, nil)
 }
 
-// Recreate queues a deleted association to be created again in Graph as a new object: it
-// forgets the old graph id and what Graph held. It returns ErrNotFound when there is no such
-// association and ErrUnchanged when it is not deleted (already re-created, say).
-func (s *Store) Recreate(ctx context.Context, id int64) error {
-	return s.requeueParked(ctx, "recreate", id, false, func(state string) bool { return state == SyncDeleted }, func(tx *sql.Tx) error {
-		return unlink(ctx, tx, id)
+func (s *Store) Recreate(ctx context.Context, id int64, by Actor) error {
+	return s.requeueParked(ctx, "recreate", id, false, func(state string) bool { return state == SyncDeleted }, func(tx *sql.Tx, now time.Time) error {
+		if err := unlink(ctx, tx, id); err != nil {
+			return err
+		}
+		return record(ctx, tx, id, change{kind: HistoryRecreated, by: by, at: now})
 	})
 }
 
@@ -497,9 +497,10 @@ func unlink(ctx context.Context, tx *sql.Tx, id int64) error {
 }
 
 // requeueParked is an admin's Retry or Re-create: if id's state passes ok, prepare (may be
-// nil) runs and the row is queued, due now. ErrNotFound: no such association; ErrUnchanged:
-// not in a state to act on (a second click, or another admin was quicker).
-func (s *Store) requeueParked(ctx context.Context, op string, id int64, evenDeleted bool, ok func(state string) bool, prepare func(*sql.Tx) error) error {
+// nil) runs, given the time of the action, and the row is queued, due now. ErrNotFound: no
+// such association; ErrUnchanged: not in a state to act on (a second click, or another
+// admin was quicker).
+func (s *Store) requeueParked(ctx context.Context, op string, id int64, evenDeleted bool, ok func(state string) bool, prepare func(*sql.Tx, time.Time) error) error {
 	now := s.Now().UTC()
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		var state string
@@ -516,7 +517,7 @@ func (s *Store) requeueParked(ctx context.Context, op string, id int64, evenDele
 			return ErrUnchanged
 		}
 		if prepare != nil {
-			if err := prepare(tx); err != nil {
+			if err := prepare(tx, now); err != nil {
 				return err
 			}
 		}

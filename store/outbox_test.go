@@ -439,10 +439,10 @@ func TestMarkDeletedAndRecreate(t *testing.T) {
 	if err := s.CompleteCreate(t.Context(), a.ID, "w1", pushedOf(it, "g-a")); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Recreate(t.Context(), a.ID); !errors.Is(err, ErrUnchanged) {
+	if err := s.Recreate(t.Context(), a.ID, obActor); !errors.Is(err, ErrUnchanged) {
 		t.Fatalf("Recreate of a synced association: %v, want ErrUnchanged", err)
 	}
-	if err := s.Recreate(t.Context(), 999); !errors.Is(err, ErrNotFound) {
+	if err := s.Recreate(t.Context(), 999, obActor); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("Recreate(999): %v, want ErrNotFound", err)
 	}
 	obUpdate(t, s, a.ID, "edited")
@@ -461,7 +461,7 @@ func TestMarkDeletedAndRecreate(t *testing.T) {
 	if _, err := s.ClaimOutbox(t.Context(), "w1", obT0.Add(time.Hour), time.Minute); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("claim of a deleted row: %v, want ErrNotFound", err)
 	}
-	if err := s.Recreate(t.Context(), a.ID); err != nil {
+	if err := s.Recreate(t.Context(), a.ID, obActor); err != nil {
 		t.Fatal(err)
 	}
 	got := obGet(t, s, a.ID)

@@ -250,15 +250,22 @@ func (s *Store) applyVerdict(ctx context.Context, tx *sql.Tx, o RemoteObject, lo
 		if err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO associations
-			(graph_id, display_name, description, version, device_cart_ids, classroom_ids, graph_created_at, graph_modified_at,
+		res, err := tx.ExecContext(ctx, `INSERT INTO associations
+			(id, graph_id, display_name, description, version, device_cart_ids, classroom_ids, graph_created_at, graph_modified_at,
 			 revision, created_at, updated_at, created_by_sub, created_by_name, updated_by_sub, updated_by_name, search_text,
 			 sync_state, synced_revision, synced_fields, linked_at, based_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, 'synced', 1, ?, ?, ?)`,
+			VALUES (`+nextAssociationID+`, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, 'synced', 1, ?, ?, ?)`,
 			o.GraphID, f.DisplayName, f.Description, f.Version, carts, rooms, nanosOrNull(o.CreatedAt), nanosOrNull(o.ModifiedAt),
 			now.UnixNano(), now.UnixNano(), ImportedBy.Subject, ImportedBy.Name, ImportedBy.Subject, ImportedBy.Name,
 			searchText(f), base, now.UnixNano(), now.UnixNano())
-		return err
+		if err != nil {
+			return err
+		}
+		id, err := res.LastInsertId()
+		if err != nil {
+			return err
+		}
+		return record(ctx, tx, id, change{kind: HistoryImported, by: ImportedBy, at: now, changes: initialFields(f)})
 	case VerdictAdopt:
 		// As CompleteCreate would: link, record what Graph holds, and leave the row due
 		// when there is more to do (a newer revision to PATCH, or a delete to send).
@@ -299,12 +306,18 @@ func (s *Store) applyVerdict(ctx context.Context, tx *sql.Tx, o RemoteObject, lo
 		if err := setFields(ctx, tx, id, v.Local, IntuneActor, now); err != nil {
 			return err
 		}
+		if err := takenHistory(ctx, tx, id, a.Fields, v.Local, now); err != nil {
+			return err
+		}
 		return synced(id)
 	case VerdictPush:
 		if !v.Local.Equal(local.Association.Fields) {
 			// Intune's changes to other fields are taken; the revision stays the last
 			// editor's, whose change is still to be pushed (with their sign-in).
 			if err := setFields(ctx, tx, id, v.Local, local.Association.UpdatedBy, local.Association.UpdatedAt); err != nil {
+				return err
+			}
+			if err := takenHistory(ctx, tx, id, a.Fields, v.Local, now); err != nil {
 				return err
 			}
 		}
@@ -332,7 +345,18 @@ func (s *Store) applyVerdict(ctx context.Context, tx *sql.Tx, o RemoteObject, lo
 	return fmt.Errorf("unknown verdict %d", v.Kind)
 }
 
-// setFields writes f as id's fields, a new revision by by at t.
+// takenHistory records, as Intune's, the change from old to new that a read of Intune
+// brought (nothing when no field differs).
+func takenHistory(ctx context.Context, tx *sql.Tx, id int64, old, new Fields, now time.Time) error {
+	changes := diffFields(old, new)
+	if len(changes) == 0 {
+		return nil
+	}
+	return record(ctx, tx, id, change{kind: HistoryTaken, by: IntuneActor, at: now, changes: changes})
+}
+
+// setFields writes f as id's fields, a new revision by by at t. The caller records the
+// change in the history: who made it is not always who the revision is credited to.
 func setFields(ctx context.Context, tx *sql.Tx, id int64, f Fields, by Actor, t time.Time) error {
 	carts, rooms, err := encodeIDs(f)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -16,6 +17,8 @@ import (
 
 const (
 	perPage = 50
+	// historyPerPage is how many history entries the detail page shows at a time.
+	historyPerPage = 20
 	// maxPage bounds the page number so the offset cannot overflow; a larger one is past
 	// the end of any list and shows the last page.
 	maxPage = 1 << 20
@@ -38,15 +41,23 @@ func (s *Server) handleHealthz(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprintln(w, "ok")
 }
 
-func (s *Server) handleAssociationList(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
+// listFilter is the listing a list URL asks for (its search, filter and order; no page):
+// the list page and its CSV export read it alike.
+func listFilter(q url.Values) store.ListFilter {
 	// A query is one line: a line break would let it match across two values.
 	query := strings.TrimSpace(strings.Join(strings.FieldsFunc(q.Get("q"), func(r rune) bool { return r == '\n' || r == '\r' }), " "))
-	l := views.AssociationList{Query: query, Sort: q.Get("sort"), PerPage: perPage,
+	f := store.ListFilter{Query: query, Sort: q.Get("sort"),
 		NotSynced: q.Get("state") == views.StateNotSynced, Deleted: q.Get("state") == views.StateDeleted}
-	if !store.ValidSort(l.Sort) {
-		l.Sort = store.SortModifiedDesc
+	if !store.ValidSort(f.Sort) {
+		f.Sort = store.SortModifiedDesc
 	}
+	return f
+}
+
+func (s *Server) handleAssociationList(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	lf := listFilter(q)
+	l := views.AssociationList{Query: lf.Query, Sort: lf.Sort, PerPage: perPage, NotSynced: lf.NotSynced, Deleted: lf.Deleted}
 	l.Page, _ = strconv.Atoi(q.Get("page"))
 	l.Page = min(max(l.Page, 1), maxPage) // past the end is handled below
 
@@ -136,8 +147,20 @@ func (s *Server) handleAssociationShow(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	// The page of history after the entry named, newest first; anything but an entry id
+	// shows the newest.
+	before, err := strconv.ParseInt(r.URL.Query().Get(views.HistoryParam), 10, 64)
+	if err != nil || before < 1 {
+		before = 0
+	}
+	entries, more, err := s.store.AssociationHistory(r.Context(), a.ID, before, historyPerPage)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	h := views.History{Entries: entries, Before: before, More: more}
 	p := s.page(w, r, a.DisplayName, listCrumb, views.Crumb{Label: a.DisplayName})
-	s.render(w, r, http.StatusOK, views.AssociationDetailPage(p, a))
+	s.render(w, r, http.StatusOK, views.AssociationDetail(p, a, &h))
 }
 
 func (s *Server) handleAssociationEdit(w http.ResponseWriter, r *http.Request) {

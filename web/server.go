@@ -20,12 +20,13 @@ import (
 // Store is what the handlers need from storage.
 type Store interface {
 	GetAssociation(ctx context.Context, id int64) (store.Association, error)
+	AssociationHistory(ctx context.Context, id int64, before int64, limit int) ([]store.HistoryEntry, bool, error)
 	ListAssociations(ctx context.Context, f store.ListFilter) (store.AssociationPage, error)
 	CreateAssociation(ctx context.Context, f store.Fields, by store.Actor) (store.Association, error)
 	UpdateAssociation(ctx context.Context, id, revision int64, f store.Fields, by store.Actor) (store.Association, error)
 	Ping(ctx context.Context) error
 	Retry(ctx context.Context, id int64) error
-	Recreate(ctx context.Context, id int64) error
+	Recreate(ctx context.Context, id int64, by store.Actor) error
 	DeleteAssociation(ctx context.Context, id, revision int64, by store.Actor) (store.Association, error)
 	PurgeDeleted(ctx context.Context, before time.Time) (int64, error)
 	RestoreAssociation(ctx context.Context, id int64, by store.Actor) (store.Association, error)

@@ -177,7 +177,7 @@ func (s *Server) handleAssociationRetry(w http.ResponseWriter, r *http.Request) 
 }
 
 func (s *Server) handleAssociationRecreate(w http.ResponseWriter, r *http.Request) {
-	s.requeue(w, r, s.store.Recreate, "recreating")
+	s.requeue(w, r, func(ctx context.Context, id int64) error { return s.store.Recreate(ctx, id, s.actor(r)) }, "recreating")
 }
 
 func (s *Server) requeue(w http.ResponseWriter, r *http.Request, op func(context.Context, int64) error, flash string) {
