@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 	"unicode/utf8"
 )
 
@@ -115,27 +116,9 @@ func (s *Store) ListAssociations(ctx context.Context, f ListFilter) (Association
 	if !ok {
 		return page, nil
 	}
-	// Every listing is of live associations or of deleted ones, written as in the partial
-	// indexes' WHERE so that the planner can use them. filtered: a condition beyond that,
-	// which may select few rows. cargs are the values of the conditions' placeholders: a
-	// value written into the SQL would make every listing a new statement to prepare and
-	// keep (see Store.stmts).
-	conds := []string{"deleted_at IS NULL"}
-	var cargs []any
+	// filtered: a condition beyond live-or-deleted, which may select few rows.
+	conds, cargs := listScope(f, s.Now())
 	filtered := f.NotSynced || f.Deleted
-	if f.Deleted {
-		conds = []string{"deleted_at IS NOT NULL", "deleted_at >= ?"}
-		cargs = []any{s.Now().Add(-DeletedFor).UnixNano()}
-	}
-	if f.NotSynced {
-		if !f.Deleted {
-			// Written "+deleted_at" so that it cannot pick the live-rows index: without
-			// statistics SQLite would walk every live row there instead of the few in the
-			// not-synced index.
-			conds[0] = "+deleted_at IS NULL"
-		}
-		conds = append(conds, "sync_state <> '"+SyncSynced+"'")
-	}
 	offset := (f.Page - 1) * f.PerPage
 	limit := max(minCountCap, f.Page*f.PerPage)
 
@@ -387,4 +370,28 @@ func queryAssociations(ctx context.Context, tx readTx, query string, args ...any
 		out = append(out, a)
 	}
 	return out, rows.Err()
+}
+
+// listScope is the conditions (and their placeholders' values) a listing puts on the rows
+// before any search: live associations, or those deleted since DeletedFor before now, and
+// with NotSynced only those Graph does not hold yet. They are written as in the partial
+// indexes' WHERE so that the planner can use them; values go in as arguments, since a
+// value written into the SQL would make every listing a new statement to prepare and keep
+// (see Store.stmts).
+func listScope(f ListFilter, now time.Time) ([]string, []any) {
+	conds := []string{"deleted_at IS NULL"}
+	var cargs []any
+	if f.Deleted {
+		conds = []string{"deleted_at IS NOT NULL", "deleted_at >= ?"}
+		cargs = []any{now.Add(-DeletedFor).UnixNano()}
+	}
+	if f.NotSynced {
+		if !f.Deleted {
+			// "+deleted_at" cannot pick the live-rows index: without statistics SQLite
+			// would walk every live row there instead of the few in the not-synced index.
+			conds[0] = "+deleted_at IS NULL"
+		}
+		conds = append(conds, "sync_state <> '"+SyncSynced+"'")
+	}
+	return conds, cargs
 }

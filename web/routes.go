@@ -34,6 +34,7 @@ func (s *Server) routes() http.Handler {
 
 	mux.HandleFunc("GET /{$}", viewer(s.handleHome))
 	mux.HandleFunc("GET /associations", viewer(s.handleAssociationList))
+	mux.HandleFunc("GET /associations/export.csv", viewer(s.handleAssociationExport))
 	mux.HandleFunc("GET /associations/new", admin(s.handleAssociationNew))
 	mux.HandleFunc("POST /associations", admin(s.handleAssociationCreate))
 	mux.HandleFunc("POST /associations/validate", admin(s.handleAssociationValidate))

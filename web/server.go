@@ -22,6 +22,8 @@ type Store interface {
 	GetAssociation(ctx context.Context, id int64) (store.Association, error)
 	AssociationHistory(ctx context.Context, id int64, before int64, limit int) ([]store.HistoryEntry, bool, error)
 	ListAssociations(ctx context.Context, f store.ListFilter) (store.AssociationPage, error)
+	// EachAssociation walks every association f selects (all pages), in f's order.
+	EachAssociation(ctx context.Context, f store.ListFilter, fn func(store.Association) error) error
 	CreateAssociation(ctx context.Context, f store.Fields, by store.Actor) (store.Association, error)
 	UpdateAssociation(ctx context.Context, id, revision int64, f store.Fields, by store.Actor) (store.Association, error)
 	Ping(ctx context.Context) error
