@@ -38,6 +38,32 @@ type Client struct {
 	baseURL *url.URL // base, parsed
 	hc      *http.Client
 	ts      oauth2.TokenSource
+	observe func(RequestInfo) // nil: nobody is told
+}
+
+// RequestInfo is one request the Client made, as an observer learns of it (see
+// WithObserver). It never holds a token or a body.
+type RequestInfo struct {
+	Method string
+	Path   string // URL path, no query
+	// Start is when the request was handed to the HTTP client; Duration runs from then
+	// until the answer was read (or the exchange failed).
+	Start    time.Time
+	Duration time.Duration
+	// Status is the HTTP status answered; 0 when no answer came back.
+	Status int
+	// RequestID is Graph's request-id (from the error body's innerError, else the
+	// response header); empty without an answer.
+	RequestID string
+	// ClientRequestID is the client-request-id the request was sent with.
+	ClientRequestID string
+	// Code is Graph's error code when it answered with an error (e.g.
+	// "ServiceUnavailable"); empty otherwise.
+	Code string
+	// Err is what the request failed with (an *APIError or *TransportError); nil when
+	// Graph answered success and the body was read. A success body that then fails to
+	// decode is the caller's error, not reported here.
+	Err error
 }
 
 // Option configures a Client in New.
@@ -57,6 +83,12 @@ func WithHTTPClient(hc *http.Client) Option {
 // default for delegated mode).
 func WithTokenSource(ts oauth2.TokenSource) Option {
 	return func(c *Client) { c.ts = ts }
+}
+
+// WithObserver sets f to be told of every request the Client makes, once each, after its
+// answer was read or the exchange failed (see Client.WithObserver).
+func WithObserver(f func(RequestInfo)) Option {
+	return func(c *Client) { c.observe = f }
 }
 
 // New returns a Client for the Graph endpoint at baseURL, e.g.
@@ -82,10 +114,22 @@ func New(baseURL string, opts ...Option) (*Client, error) {
 
 // WithTokenSource returns a copy of c that authenticates with ts, for
 // delegated mode (each admin's own token). c is unchanged; the copy shares
-// the HTTP client.
+// the HTTP client and the observer.
 func (c *Client) WithTokenSource(ts oauth2.TokenSource) *Client {
 	cp := *c
 	cp.ts = ts
+	return &cp
+}
+
+// WithObserver returns a copy of c that tells f of every request it makes (nil: nobody),
+// once each, after the answer was read or the exchange failed: a request that was never
+// sent (no token source, the token source failed) is not reported. f runs on the calling
+// goroutine before the request's method returns, so it sees requests in the order they
+// were made and should be quick. c is unchanged; the copy shares the HTTP client and the
+// token source.
+func (c *Client) WithObserver(f func(RequestInfo)) *Client {
+	cp := *c
+	cp.observe = f
 	return &cp
 }
 
@@ -243,9 +287,9 @@ func (r *result) fail(err error) error {
 // do performs one request. It sets the context, a fresh client-request-id,
 // Accept, Content-Type (with a body) and the bearer token; reads at most
 // maxBody bytes, drains and closes the body; returns *APIError for non-2xx
-// and *TransportError when no usable answer came back. It never logs and
-// never retries.
-func (c *Client) do(ctx context.Context, method, rawURL string, body []byte) (*result, error) {
+// and *TransportError when no usable answer came back; tells the observer,
+// if any, of every request sent. It never logs and never retries.
+func (c *Client) do(ctx context.Context, method, rawURL string, body []byte) (_ *result, err error) {
 	if c.ts == nil {
 		return nil, ErrNoTokenSource
 	}
@@ -286,10 +330,25 @@ func (c *Client) do(ctx context.Context, method, rawURL string, body []byte) (*r
 	}
 	req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
 
+	start := time.Now()
+	status, respID := 0, ""
+	if c.observe != nil {
+		// Registered before the body's close: runs last, once whatever the outcome.
+		defer func() {
+			info := RequestInfo{Method: method, Path: req.URL.Path, Start: start, Duration: time.Since(start),
+				Status: status, RequestID: respID, ClientRequestID: crid, Err: err}
+			var ae *APIError
+			if errors.As(err, &ae) {
+				info.Code, info.RequestID = ae.Code, ae.RequestID
+			}
+			c.observe(info)
+		}()
+	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		return nil, &TransportError{Method: method, Path: req.URL.Path, Written: written.Load(), Err: err}
 	}
+	status, respID = resp.StatusCode, resp.Header.Get("request-id")
 	defer func() {
 		// Drain a little so the connection can be reused, then close.
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))

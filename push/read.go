@@ -367,7 +367,8 @@ func (w *Worker) confirmMissing(ctx context.Context, gc *graph.Client, seen []st
 			break
 		}
 		fetched := w.now()
-		obj, err := gc.Get(ctx, a.GraphID)
+		// Unlike the listing's pages, this GET is for one association: it is recorded.
+		obj, err := gc.WithObserver(w.recorder(ctx, a.ID, a.Revision)).Get(ctx, a.GraphID)
 		if graph.IsNotFound(err) {
 			gone = append(gone, a.ID)
 			continue

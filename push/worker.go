@@ -64,6 +64,7 @@ type Store interface {
 	MarkGone(ctx context.Context, ids []int64, started time.Time) (int64, error)
 	SaveRead(ctx context.Context, r store.ReadInfo) error
 	LastRead(ctx context.Context) (store.ReadInfo, bool, error)
+	RecordGraphRequest(ctx context.Context, r store.GraphRequest) error
 }
 
 // TokenSourcer gives the token source to push a change with. In delegated mode it is the
@@ -505,13 +506,35 @@ func (w *Worker) attempt(ctx context.Context, owner, subject string, it *store.O
 
 // sendWith gets a token from ts once, before passing the pacing gate (a refresh may take
 // seconds, and a pause that begins meanwhile must be seen before the request goes out),
-// and sends every request of this attempt with it.
+// and sends every request of this attempt with it, each recorded beside the history of
+// the association.
 func (w *Worker) sendWith(ctx context.Context, owner string, ts oauth2.TokenSource, it *store.OutboxItem) error {
 	tok, err := ts.Token()
 	if err != nil {
 		return fmt.Errorf("get token: %w", err)
 	}
-	return w.send(ctx, owner, w.gc.WithTokenSource(oauth2.ReuseTokenSource(tok, ts)), it)
+	a := it.Association
+	gc := w.gc.WithTokenSource(oauth2.ReuseTokenSource(tok, ts)).WithObserver(w.recorder(ctx, a.ID, a.Revision))
+	return w.send(ctx, owner, gc, it)
+}
+
+// recorder is the observer that records each Graph request made for association id, for
+// its revision rev (under the history entry of that revision: what the request
+// delivers). It records with a bookkeeping context, so a request a stopping worker made
+// is recorded too. Recording never fails the push: a failure is logged and the push goes
+// on as Graph answered.
+func (w *Worker) recorder(ctx context.Context, id, rev int64) func(graph.RequestInfo) {
+	return func(info graph.RequestInfo) {
+		bctx, cancel := bookkeeping(ctx)
+		defer cancel()
+		err := w.st.RecordGraphRequest(bctx, store.GraphRequest{AssociationID: id, Revision: rev,
+			At: info.Start, Method: info.Method, Status: info.Status, Duration: info.Duration,
+			RequestID: info.RequestID, ClientRequestID: info.ClientRequestID, Code: info.Code})
+		if err != nil {
+			w.log.Error("graph_request_record_failed", "association_id", id, "method", info.Method,
+				"status", info.Status, "request_id", info.RequestID, "client_request_id", info.ClientRequestID, "err", err)
+		}
+	}
 }
 
 // send pushes the item's current state: a create if Graph does not have it yet, else an

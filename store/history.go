@@ -245,3 +245,230 @@ func initialFields(f Fields) []FieldChange {
 	}
 	return out
 }
+
+// HistoryFilter selects entries of the activity log: every association's history (see
+// ListHistory and EachHistory). The zero filter selects every entry.
+type HistoryFilter struct {
+	// Person, when set, keeps the entries made by that person: whose actor subject is
+	// exactly Person, or whose actor name is Person in any case (ASCII letters), so that
+	// "Intune", which has no subject, can be asked for too.
+	Person string
+	// AssociationID, when not 0, keeps that association's entries.
+	AssociationID int64
+	// From and To, when not zero, keep the entries made at or after From and before To.
+	From, To time.Time
+	// Before is an entry id: ListHistory's page holds the entries that sort after it
+	// (older ones); 0 for the newest.
+	Before int64
+	// Limit is ListHistory's page size: DefaultActivityPage below 1, at most 500.
+	Limit int
+}
+
+// DefaultActivityPage is how many entries ListHistory returns for a limit below 1.
+const DefaultActivityPage = 50
+
+// ActivityEntry is a history entry as the activity log lists it: with the association as
+// it is now.
+type ActivityEntry struct {
+	HistoryEntry
+	// Current is the association's display name now; empty when it was purged.
+	Current string
+	// Purged reports that the association is no longer in cartclass (removed for good
+	// after its delete): its entries remain, and DisplayName is the last name they knew.
+	Purged bool
+}
+
+// ListHistory returns the entries f selects, across associations, newest first: up to
+// f.Limit of them older than the entry f.Before (the newest when it is 0), and whether there
+// are more after them. A Before that is no entry's id gives an empty page.
+func (s *Store) ListHistory(ctx context.Context, f HistoryFilter) ([]ActivityEntry, bool, error) {
+	limit := f.Limit
+	if limit < 1 {
+		limit = DefaultActivityPage
+	}
+	limit = min(limit, maxHistoryPage)
+	query, args := activityQuery(f, limit+1)
+	st, err := s.prepared(ctx, query)
+	if err != nil {
+		return nil, false, fmt.Errorf("list history: %w", err)
+	}
+	rows, err := st.QueryContext(ctx, args...)
+	if err != nil {
+		return nil, false, fmt.Errorf("list history: %w", err)
+	}
+	defer rows.Close()
+	var out []ActivityEntry
+	for rows.Next() {
+		e, err := scanActivity(rows)
+		if err != nil {
+			return nil, false, fmt.Errorf("list history: %w", err)
+		}
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, false, fmt.Errorf("list history: %w", err)
+	}
+	more := len(out) > limit
+	if more {
+		out = out[:limit]
+	}
+	return out, more, nil
+}
+
+// eachHistoryBatch is how many entries EachHistory reads per query.
+const eachHistoryBatch = 500
+
+// EachHistory calls fn with every entry f selects, newest first, on all pages (f.Before and
+// f.Limit are ignored): what a CSV download of the activity log holds. The entries come
+// from one read transaction, so they are one consistent snapshot, read a batch at a time
+// by ListHistory's indexed query: memory does not grow with the number of entries. fn's
+// error stops the walk and is returned unchanged; while fn runs the transaction holds one
+// of the read pool's connections, so fn should not wait long.
+func (s *Store) EachHistory(ctx context.Context, f HistoryFilter, fn func(ActivityEntry) error) error {
+	sqlTx, err := s.read.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("export history: %w", err)
+	}
+	defer sqlTx.Rollback()
+	tx := readTx{s, sqlTx}
+	f.Before = 0
+	for {
+		query, args := activityQuery(f, eachHistoryBatch)
+		n, err := eachActivityRow(ctx, tx, query, args, func(e ActivityEntry) error {
+			f.Before = e.ID
+			return fn(e)
+		})
+		if err != nil {
+			return err
+		}
+		if n < eachHistoryBatch {
+			return nil
+		}
+	}
+}
+
+// eachActivityRow runs one batch of EachHistory, returning how many entries it read. An
+// error of fn is returned unchanged, any other wrapped.
+func eachActivityRow(ctx context.Context, tx readTx, query string, args []any, fn func(ActivityEntry) error) (int, error) {
+	rows, err := tx.QueryContext(ctx, query, args...)
+	if err != nil {
+		return 0, fmt.Errorf("export history: %w", err)
+	}
+	defer rows.Close()
+	n := 0
+	for rows.Next() {
+		// database/sql notices a cancelled context only from another goroutine, some
+		// rows later: a client gone stops the walk at once.
+		if err := ctx.Err(); err != nil {
+			return n, fmt.Errorf("export history: %w", err)
+		}
+		e, err := scanActivity(rows)
+		if err != nil {
+			return n, fmt.Errorf("export history: %w", err)
+		}
+		n++
+		if err := fn(e); err != nil {
+			return n, err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return n, fmt.Errorf("export history: %w", err)
+	}
+	return n, nil
+}
+
+// activityQuery is the query (and its arguments) for up to limit of the entries f selects,
+// newest first, after f.Before. Its SQL is one of a fixed set of shapes (which filters are
+// set), its values all arguments. Each shape reads an index in the page's order and stops
+// after limit rows: history_at, history_association, or, for a person, the first limit rows
+// of history_actor_sub and of history_actor_name, merged (a person's entries are those of
+// either, and an OR of the two would have to sort them all).
+func activityQuery(f HistoryFilter, limit int) (string, []any) {
+	var args []any
+	arg := func(v any) string {
+		args = append(args, v)
+		return "?" + strconv.Itoa(len(args))
+	}
+	var conds []string
+	if f.AssociationID != 0 {
+		conds = append(conds, "association_id = "+arg(f.AssociationID))
+	}
+	if !f.From.IsZero() {
+		conds = append(conds, "at >= "+arg(f.From.UnixNano()))
+	}
+	if !f.To.IsZero() {
+		conds = append(conds, "at < "+arg(f.To.UnixNano()))
+	}
+	if f.Before != 0 {
+		conds = append(conds, "(at, id) < (SELECT at, id FROM history WHERE id = "+arg(f.Before)+")")
+	}
+	lim := arg(limit)
+	const order = " ORDER BY at DESC, id DESC LIMIT "
+	page := func(extra string) string {
+		return "SELECT " + historyColumns + " FROM history" + where(append([]string{extra}, conds...)) + order + lim
+	}
+	var entries string
+	if f.Person == "" {
+		entries = "SELECT " + historyColumns + " FROM history" + where(conds) + order + lim
+	} else {
+		p := arg(f.Person)
+		entries = "SELECT * FROM (" + page("actor_sub = "+p) + ") UNION SELECT * FROM (" +
+			page("actor_name = "+p+" COLLATE NOCASE") + ")" + order + lim
+	}
+	return `SELECT h.id, h.association_id, h.at, h.kind, h.choice, h.actor_sub, h.actor_name, h.revision,
+			h.display_name, h.changes, coalesce(a.display_name, ''), a.id IS NULL
+		FROM (` + entries + `) h LEFT JOIN associations a ON a.id = h.association_id
+		ORDER BY h.at DESC, h.id DESC`, args
+}
+
+func scanActivity(row scanner) (ActivityEntry, error) {
+	var (
+		e       ActivityEntry
+		at      int64
+		kind    string
+		changes string
+	)
+	if err := row.Scan(&e.ID, &e.AssociationID, &at, &kind, &e.Choice, &e.Actor.Subject, &e.Actor.Name,
+		&e.Revision, &e.DisplayName, &changes, &e.Current, &e.Purged); err != nil {
+		return e, err
+	}
+	e.At, e.Kind = time.Unix(0, at).UTC(), HistoryKind(kind)
+	if err := json.Unmarshal([]byte(changes), &e.Changes); err != nil {
+		return e, fmt.Errorf("entry %d changes: %w", e.ID, err)
+	}
+	return e, nil
+}
+
+// pruneBatch is how many entries PruneHistory deletes per statement: the writer is let go
+// between them, so a first prune of years of history does not hold every save up.
+const pruneBatch = 5000
+
+// PruneHistory deletes the history entries made before before, returning how many. It is
+// the only way an entry is ever deleted: the retention setting CARTCLASS_HISTORY_KEEP.
+//
+// One old entry may stay: the newest of the largest association id with history, when that
+// association was purged. New ids go past every id with history (see nextAssociationID),
+// and without it the next association would get the purged one's id again, and with it
+// whatever else is still kept by that id.
+func (s *Store) PruneHistory(ctx context.Context, before time.Time) (int64, error) {
+	var total int64
+	for {
+		res, err := s.exec(ctx, `DELETE FROM history WHERE id IN (
+			SELECT id FROM history WHERE at < ?1 AND id IS NOT (
+				SELECT id FROM history WHERE association_id = (SELECT max(association_id) FROM history)
+					AND association_id > coalesce((SELECT max(id) FROM associations), 0)
+				ORDER BY at DESC, id DESC LIMIT 1)
+			LIMIT ?2)`, before.UnixNano(), pruneBatch)
+		if err != nil {
+			return total, fmt.Errorf("prune history: %w", err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return total, fmt.Errorf("prune history: %w", err)
+		}
+		total += n
+		if n < pruneBatch {
+			return total, nil
+		}
+	}
+}

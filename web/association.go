@@ -158,7 +158,16 @@ func (s *Server) handleAssociationShow(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	h := views.History{Entries: entries, Before: before, More: more}
+	ids := make([]int64, len(entries))
+	for i, e := range entries {
+		ids[i] = e.ID
+	}
+	requests, err := s.store.GraphRequests(r.Context(), a.ID, ids)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	h := views.History{Entries: entries, Before: before, More: more, Requests: requests}
 	p := s.page(w, r, a.DisplayName, listCrumb, views.Crumb{Label: a.DisplayName})
 	s.render(w, r, http.StatusOK, views.AssociationDetail(p, a, &h))
 }

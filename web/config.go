@@ -53,11 +53,18 @@ type Config struct {
 	// GraphSyncEvery is CARTCLASS_GRAPH_SYNC_EVERY: Intune is read in full at start-up and
 	// then this often; 0 reads only when an admin presses Refresh.
 	GraphSyncEvery time.Duration
+	// HistoryKeep is CARTCLASS_HISTORY_KEEP: history entries older than this are pruned by
+	// the periodic clean-up; 0 keeps them for ever.
+	HistoryKeep time.Duration
 }
 
 // minSyncEvery is the shortest schedule for reading Intune: each read lists every object,
 // and a shorter one would spend Intune's request budget on little news.
 const minSyncEvery = 5 * time.Second
+
+// minHistoryKeep is the shortest history retention: Go durations have no days, and "1m"
+// meant as a month must not prune every entry a minute old.
+const minHistoryKeep = 24 * time.Hour
 
 // GraphAuth is how cartclass authenticates its pushes to Graph.
 type GraphAuth string
@@ -123,6 +130,7 @@ var Vars = []Var{
 	{Name: "CARTCLASS_GRAPH_APP_SCOPE", Default: "https://graph.microsoft.com/.default", Usage: "app mode: scope requested"},
 	{Name: "CARTCLASS_GRAPH_WRITES_PER_20S", Default: "90", Usage: "writes sent to Graph per 20 s at most (Intune allows 100 per app); 0 lifts pacing"},
 	{Name: "CARTCLASS_GRAPH_SYNC_EVERY", Default: "15m", Usage: "read every association in Intune at start-up and then this often (a Go duration, at least 5s); 0 turns the schedule off (Refresh on the sync panel still reads)"},
+	{Name: "CARTCLASS_HISTORY_KEEP", Default: "0", Usage: "delete history entries older than this (a Go duration, at least 24h, such as 8760h for a year) at the periodic clean-up; 0 keeps them for ever"},
 }
 
 // LoadConfig reads the configuration through getenv (os.Getenv in main) and validates it,
@@ -206,6 +214,11 @@ func LoadConfig(getenv func(string) string, dev bool) (Config, error) {
 		bad("CARTCLASS_GRAPH_SYNC_EVERY=%q: want 0 (no schedule) or a duration of at least 5s, such as 15m", get("CARTCLASS_GRAPH_SYNC_EVERY"))
 	} else {
 		cfg.GraphSyncEvery = v
+	}
+	if v, err := time.ParseDuration(get("CARTCLASS_HISTORY_KEEP")); err != nil || v < 0 || (v > 0 && v < minHistoryKeep) {
+		bad("CARTCLASS_HISTORY_KEEP=%q: want 0 (keep history for ever) or a Go duration of at least 24h, such as 8760h for a year (Go durations have no days)", get("CARTCLASS_HISTORY_KEEP"))
+	} else {
+		cfg.HistoryKeep = v
 	}
 	if set("CARTCLASS_OIDC_SCOPES") {
 		cfg.OIDCScopes = strings.Fields(get("CARTCLASS_OIDC_SCOPES"))

@@ -198,3 +198,40 @@ func TestGraphSyncEvery(t *testing.T) {
 		}
 	}
 }
+
+func TestConfigHistoryKeep(t *testing.T) {
+	cfg, err := web.LoadConfig(envFunc(required()), false)
+	if err != nil || cfg.HistoryKeep != 0 {
+		t.Fatalf("default CARTCLASS_HISTORY_KEEP = %v, %v; want 0 (for ever)", cfg.HistoryKeep, err)
+	}
+	for v, want := range map[string]time.Duration{"0": 0, "8760h": 8760 * time.Hour, " 24h ": 24 * time.Hour} {
+		env := required()
+		env["CARTCLASS_HISTORY_KEEP"] = v
+		if cfg, err := web.LoadConfig(envFunc(env), false); err != nil || cfg.HistoryKeep != want {
+			t.Errorf("CARTCLASS_HISTORY_KEEP=%q: %v, %v; want %v", v, cfg.HistoryKeep, err, want)
+		}
+	}
+	// Refused at start-up, by name, with what to write instead: not a duration, a day
+	// count (Go durations have none), negative, or so short it would prune at once.
+	for _, v := range []string{"30d", "forever", "-1h", "1m", "23h59m"} {
+		env := required()
+		env["CARTCLASS_HISTORY_KEEP"] = v
+		_, err := web.LoadConfig(envFunc(env), false)
+		if err == nil {
+			t.Errorf("CARTCLASS_HISTORY_KEEP=%q accepted", v)
+			continue
+		}
+		msg := err.Error()
+		if !strings.Contains(msg, `CARTCLASS_HISTORY_KEEP="`+v+`": want 0 (keep history for ever) or a Go duration of at least 24h, such as 8760h for a year`) {
+			t.Errorf("CARTCLASS_HISTORY_KEEP=%q: message %q", v, msg)
+		}
+		if strings.Contains(msg, "SESSION") || strings.Contains(msg, "OIDC") {
+			t.Errorf("CARTCLASS_HISTORY_KEEP=%q: blames others: %q", v, msg)
+		}
+	}
+	var help bytes.Buffer
+	web.PrintVars(&help)
+	if !strings.Contains(help.String(), "CARTCLASS_HISTORY_KEEP") {
+		t.Error("-h does not list CARTCLASS_HISTORY_KEEP")
+	}
+}

@@ -170,6 +170,9 @@ func TestDetailShowsChangesReadFromIntune(t *testing.T) {
 
 	d := app.get(t, fmt.Sprintf("/associations/%d", a.ID), false)
 	d.wantStatus(t, http.StatusOK)
+	if href, _ := d.testid("history-activity").Attr("href"); href != fmt.Sprintf("/activity?association=%d", a.ID) {
+		t.Errorf("the history's Activity link goes to %q", href)
+	}
 	wantHistory(t, d,
 		[]string{
 			"Intune set Description to “Moved by PowerShell” · 14 Mar 2025, 12:30 UTC",

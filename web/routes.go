@@ -50,6 +50,8 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("POST /associations/{id}/remove", admin(s.handleAssociationRemove))
 	mux.HandleFunc("POST /associations/{id}/keep-intune", admin(s.handleAssociationKeepIntune))
 	mux.HandleFunc("POST /associations/{id}/push-mine", admin(s.handleAssociationPushMine))
+	mux.HandleFunc("GET /activity", viewer(s.handleActivity))
+	mux.HandleFunc("GET /activity.csv", viewer(s.handleActivityExport))
 	mux.HandleFunc("GET /sync", admin(s.handleSyncPanel))
 	mux.HandleFunc("POST /sync/push-now", admin(s.handlePushNow))
 	mux.HandleFunc("POST /sync/refresh", admin(s.handleSyncRefresh))

@@ -21,6 +21,12 @@ import (
 type Store interface {
 	GetAssociation(ctx context.Context, id int64) (store.Association, error)
 	AssociationHistory(ctx context.Context, id int64, before int64, limit int) ([]store.HistoryEntry, bool, error)
+	GraphRequests(ctx context.Context, id int64, historyIDs []int64) (map[int64][]store.GraphRequest, error)
+	// ListHistory and EachHistory read the activity log (every association's history);
+	// PruneHistory is CARTCLASS_HISTORY_KEEP's clean-up.
+	ListHistory(ctx context.Context, f store.HistoryFilter) ([]store.ActivityEntry, bool, error)
+	EachHistory(ctx context.Context, f store.HistoryFilter, fn func(store.ActivityEntry) error) error
+	PruneHistory(ctx context.Context, before time.Time) (int64, error)
 	ListAssociations(ctx context.Context, f store.ListFilter) (store.AssociationPage, error)
 	// EachAssociation walks every association f selects (all pages), in f's order.
 	EachAssociation(ctx context.Context, f store.ListFilter, fn func(store.Association) error) error

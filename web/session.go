@@ -262,7 +262,8 @@ func isPoll(r *http.Request) bool {
 // interval until ctx is done, so neither table grows without bound (an expired session is
 // refused on use anyway; this removes the ones never used again). It also purges the
 // associations deleted more than store.DeletedFor ago whose removal from Intune is done:
-// past then they are no longer listed nor restorable.
+// past then they are no longer listed nor restorable. With CARTCLASS_HISTORY_KEEP set, it
+// prunes the history entries older than that too (the only way an entry is deleted).
 func (s *Server) RunSessionCleanup(ctx context.Context, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -281,6 +282,15 @@ func (s *Server) RunSessionCleanup(ctx context.Context, every time.Duration) {
 			s.log.Error("purge of deleted associations failed", "err", err)
 		case n > 0:
 			s.log.Info("deleted associations purged", "count", n, "deleted_before", now.Add(-store.DeletedFor))
+		}
+		if keep := s.cfg.HistoryKeep; keep > 0 {
+			n, err = s.store.PruneHistory(ctx, now.Add(-keep))
+			switch {
+			case err != nil && ctx.Err() == nil:
+				s.log.Error("history prune failed", "err", err)
+			case n > 0:
+				s.log.Info("old history entries pruned", "count", n, "made_before", now.Add(-keep))
+			}
 		}
 		select {
 		case <-ctx.Done():
