@@ -22,6 +22,7 @@ import (
 // by the kind of history entry they are under.
 func (h *harness) recorded(id int64) ([]store.GraphRequest, map[store.HistoryKind][]string) {
 	h.t.Helper()
+	h.w.FlushRequestLog(context.Background()) // the worker records in batches
 	es, _, err := h.st.AssociationHistory(context.Background(), id, 0, 500)
 	if err != nil {
 		h.t.Fatal(err)

@@ -368,7 +368,7 @@ func (w *Worker) confirmMissing(ctx context.Context, gc *graph.Client, seen []st
 		}
 		fetched := w.now()
 		// Unlike the listing's pages, this GET is for one association: it is recorded.
-		obj, err := gc.WithObserver(w.recorder(ctx, a.ID, a.Revision)).Get(ctx, a.GraphID)
+		obj, err := gc.WithObserver(w.recorder(a.ID, a.Revision)).Get(ctx, a.GraphID)
 		if graph.IsNotFound(err) {
 			gone = append(gone, a.ID)
 			continue

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -37,22 +38,40 @@ func (r GraphRequest) Failed() bool { return r.Status < 200 || r.Status > 299 }
 
 // RecordGraphRequest appends r (its ID and HistoryID are ignored) to the Graph requests of
 // r.AssociationID, under the newest history entry at or before r.Revision, and drops the
-// association's oldest beyond GraphRequestsKept: one statement, one turn of the writer.
+// association's oldest beyond GraphRequestsKept.
 func (s *Store) RecordGraphRequest(ctx context.Context, r GraphRequest) error {
-	at := r.At
-	if at.IsZero() {
-		at = s.Now()
+	return s.RecordGraphRequests(ctx, []GraphRequest{r})
+}
+
+// RecordGraphRequests records rs in one transaction, one turn of the writer for them all:
+// the worker batches its requests so that recording them does not double the writer's
+// turns per save.
+func (s *Store) RecordGraphRequests(ctx context.Context, rs []GraphRequest) error {
+	if len(rs) == 0 {
+		return nil
 	}
-	// The entry is looked up by revision, not taken as the newest now: an admin's save
-	// while the request was in flight is not what it delivered.
-	_, err := s.exec(ctx, `INSERT INTO graph_requests
-			(association_id, history_id, revision, at, method, status, duration_ns, request_id, client_request_id, code)
-		VALUES (?1, coalesce((SELECT id FROM history WHERE association_id = ?1 AND (?2 = 0 OR revision <= ?2)
-			ORDER BY at DESC, id DESC LIMIT 1), 0), ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)`,
-		r.AssociationID, r.Revision, at.UnixNano(), r.Method, r.Status, r.Duration.Nanoseconds(),
-		r.RequestID, r.ClientRequestID, r.Code)
+	now := s.Now()
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		for _, r := range rs {
+			at := r.At
+			if at.IsZero() {
+				at = now
+			}
+			// The entry is looked up by revision, not taken as the newest now: an admin's
+			// save while the request was in flight is not what it delivered.
+			if _, err := tx.ExecContext(ctx, `INSERT INTO graph_requests
+					(association_id, history_id, revision, at, method, status, duration_ns, request_id, client_request_id, code)
+				VALUES (?1, coalesce((SELECT id FROM history WHERE association_id = ?1 AND (?2 = 0 OR revision <= ?2)
+					ORDER BY at DESC, id DESC LIMIT 1), 0), ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)`,
+				r.AssociationID, r.Revision, at.UnixNano(), r.Method, r.Status, r.Duration.Nanoseconds(),
+				r.RequestID, r.ClientRequestID, r.Code); err != nil {
+				return fmt.Errorf("association %d: %w", r.AssociationID, err)
+			}
+		}
+		return nil
+	})
 	if err != nil {
-		return fmt.Errorf("record graph request for %d: %w", r.AssociationID, err)
+		return fmt.Errorf("record graph requests: %w", err)
 	}
 	return nil
 }
