@@ -137,6 +137,10 @@ func TestScreenshots(t *testing.T) {
 		admin.do(chromedp.Navigate(full.URL + "/sessions"))
 		admin.do(chromedp.WaitVisible(tid("sessions")))
 		admin.screenshot("sessions", v)
+
+		admin.do(chromedp.Navigate(full.URL + "/activity"))
+		admin.do(chromedp.WaitVisible(css("main")))
+		admin.screenshot("activity", v)
 	}
 
 	// Conflicts last, since they change the data the pictures above show: another admin

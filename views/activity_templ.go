@@ -176,7 +176,7 @@ func ActivityPage(p Page, a Activity) templ.Component {
 				return templ_7745c5c3_Err
 			}
 			if len(a.Entries) > 0 {
-				templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 6, "<ul data-testid=\"activity-entries\">")
+				templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 6, "<ul class=\"timeline\" data-testid=\"activity-entries\">")
 				if templ_7745c5c3_Err != nil {
 					return templ_7745c5c3_Err
 				}
