@@ -1,7 +1,6 @@
 package web
 
 import (
-	"encoding/csv"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -100,8 +99,7 @@ func (s *Server) handleActivity(w http.ResponseWriter, r *http.Request) {
 }
 
 // handleActivityExport sends every entry the Activity page's filters select (all pages)
-// as a CSV file, streamed, like the association export (see handleAssociationExport): a
-// failure once the file has started cuts the connection. A refused filter sends the
+// as a CSV file, streamed like the association export (see sendCSV). A refused filter sends the
 // browser to the page, which says what is wrong with it.
 func (s *Server) handleActivityExport(w http.ResponseWriter, r *http.Request) {
 	a, f := activityFilter(r.URL.Query())
@@ -109,38 +107,9 @@ func (s *Server) handleActivityExport(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, views.ActivityURL(a.Form, 0), http.StatusSeeOther)
 		return
 	}
-	out := &exportStream{w: w, rc: http.NewResponseController(w),
-		filename: "cartclass-activity-" + s.now().UTC().Format(time.DateOnly) + ".csv"}
-	cw := csv.NewWriter(out)
-	rows := 0
-	err := cw.Write(activityHeader)
-	if err == nil {
-		err = s.store.EachHistory(r.Context(), f, func(e store.ActivityEntry) error {
-			if err := cw.Write(activityRecord(e)); err != nil {
-				return err
-			}
-			rows++
-			if rows%exportFlushRows == 0 {
-				return out.flush(cw)
-			}
-			return nil
-		})
-	}
-	if err == nil {
-		err = out.flush(cw)
-	}
-	switch {
-	case err == nil:
-		return
-	case !out.started:
-		s.fail(w, r, err)
-		return
-	case out.writeErr != nil || r.Context().Err() != nil:
-		s.log.Debug("export abandoned by the client", "path", r.URL.Path, "rows", rows, "err", err)
-	default:
-		s.log.Error("export failed", "path", r.URL.Path, "rows", rows, "err", err)
-	}
-	panic(http.ErrAbortHandler)
+	s.sendCSV(w, r, "cartclass-activity", activityHeader, func(row func([]string) error) error {
+		return s.store.EachHistory(r.Context(), f, func(e store.ActivityEntry) error { return row(activityRecord(e)) })
+	})
 }
 
 // activityRecord is e's row of the activity CSV, in activityHeader's order, every cell

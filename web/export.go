@@ -31,19 +31,27 @@ const (
 )
 
 // handleAssociationExport sends the associations the list shows for the same q, state and
-// sort (every page) as a CSV file, streamed row by row. A failure before anything was sent
-// is the usual error page; after that the connection is cut, so that a broken download
-// never looks like a complete file.
+// sort (every page) as a CSV file, streamed row by row (see sendCSV).
 func (s *Server) handleAssociationExport(w http.ResponseWriter, r *http.Request) {
 	f := listFilter(r.URL.Query())
+	s.sendCSV(w, r, "cartclass-associations", exportHeader, func(row func([]string) error) error {
+		return s.store.EachAssociation(r.Context(), f, func(a store.Association) error { return row(exportRecord(a)) })
+	})
+}
+
+// sendCSV streams a CSV download named name-YYYY-MM-DD.csv (UTC): header, then each row
+// that walk hands to row, flushed every exportFlushRows. A failure before anything was
+// sent is the usual error page; after that the connection is cut, so that a broken
+// download never looks like a complete file.
+func (s *Server) sendCSV(w http.ResponseWriter, r *http.Request, name string, header []string, walk func(row func([]string) error) error) {
 	out := &exportStream{w: w, rc: http.NewResponseController(w),
-		filename: "cartclass-associations-" + s.now().UTC().Format(time.DateOnly) + ".csv"}
+		filename: name + "-" + s.now().UTC().Format(time.DateOnly) + ".csv"}
 	cw := csv.NewWriter(out)
 	rows := 0
-	err := cw.Write(exportHeader)
+	err := cw.Write(header)
 	if err == nil {
-		err = s.store.EachAssociation(r.Context(), f, func(a store.Association) error {
-			if err := cw.Write(exportRecord(a)); err != nil {
+		err = walk(func(rec []string) error {
+			if err := cw.Write(rec); err != nil {
 				return err
 			}
 			rows++
