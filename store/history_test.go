@@ -215,7 +215,7 @@ func TestHistoryOfRemoveAndRecreate(t *testing.T) {
 	ctx := t.Context()
 	a := mrLinked(t, s, "alpha", "g-a")
 	b := mrLinked(t, s, "beta", "g-b")
-	if n, err := s.MarkMissing(ctx, nil, obT0.Add(time.Second)); err != nil || n != 2 {
+	if n, err := markMissing(s, ctx, nil, obT0.Add(time.Second)); err != nil || n != 2 {
 		t.Fatalf("MarkMissing = %d, %v; want 2", n, err)
 	}
 	*now = obT0.Add(time.Minute)

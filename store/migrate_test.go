@@ -300,7 +300,7 @@ func TestMigrationFromSchema4KeepsEverything(t *testing.T) {
 
 	// Linked before the migration, so a complete listing can prove them gone: of 2 (synced)
 	// and 6 (now changed), only 6 was seen; 4 was deleted in Intune already.
-	n, err := s.MarkMissing(ctx, []string{"g-6"}, obT0)
+	n, err := markMissing(s, ctx, []string{"g-6"}, obT0)
 	if err != nil || n != 1 {
 		t.Fatalf("MarkMissing = %d, %v; want 1 (association 2)", n, err)
 	}

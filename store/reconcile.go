@@ -370,29 +370,10 @@ func setFields(ctx context.Context, tx *sql.Tx, id int64, f Fields, by Actor, t 
 	return err
 }
 
-// MarkMissing is called after a read of Intune that reached its last page, with every
-// graph id it held: each association linked before the read started, not deleted in
-// cartclass, not in flight and not in seen was deleted in Intune. It is parked as such
-// (with a note saying how it was found), and the count returned. (The worker asks
-// MissingCandidates first and confirms each with a GET: see MarkGone.)
-func (s *Store) MarkMissing(ctx context.Context, seen []string, started time.Time) (int64, error) {
-	var n int64
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		ids, err := s.missing(ctx, tx, seen, nil, false, started)
-		if err != nil {
-			return err
-		}
-		n, err = s.markGone(ctx, tx, ids, "Intune's list of associations no longer holds it: it was deleted there.")
-		return err
-	})
-	if err != nil {
-		return 0, fmt.Errorf("mark missing: %w", err)
-	}
-	return n, nil
-}
-
 // MissingCandidates returns the associations that a complete read of Intune (begun at
-// started, holding the graph ids seen) would mark deleted in Intune, for the caller to
+// started, holding the graph ids seen) no longer holds: linked before the read began, not
+// deleted in cartclass, not in flight. They are what it would mark deleted in Intune; the
+// caller is to
 // confirm one by one: a listing whose pages shifted while it was read (an object deleted
 // meanwhile moves the rest up a page) can miss an object that is still there.
 func (s *Store) MissingCandidates(ctx context.Context, seen []string, started time.Time) ([]Association, error) {

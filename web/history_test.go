@@ -324,7 +324,16 @@ func TestDetailShowsResolutionsRemovalAndRecreation(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Remove and Recreate: deleted in Intune.
-	if n, err := app.store.MarkMissing(ctx, []string{"g-keep", "g-push"}, time.Date(2025, 3, 14, 9, 30, 0, 0, time.UTC)); err != nil || n != 2 {
+	started := time.Date(2025, 3, 14, 9, 30, 0, 0, time.UTC)
+	cands, err := app.store.MissingCandidates(ctx, []string{"g-keep", "g-push"}, started)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var gone []int64
+	for _, c := range cands {
+		gone = append(gone, c.ID)
+	}
+	if n, err := app.store.MarkGone(ctx, gone, started); err != nil || n != 2 {
 		t.Fatalf("MarkMissing = %d, %v", n, err)
 	}
 
