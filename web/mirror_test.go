@@ -253,6 +253,41 @@ func TestDeleteNeverPushedSendsNothing(t *testing.T) {
 	}
 }
 
+// A DELETE that Graph refused: the detail page says so, with Graph's words, stops polling,
+// and offers Retry, which queues the DELETE again (the association stays deleted).
+func TestRefusedDeleteCanBeRetried(t *testing.T) {
+	app := newTestApp(t)
+	a := app.pushed(t, app.create(t, store.Fields{DisplayName: "Old cart", Version: 1}).ID, "g-old")
+	res := app.postForm(t, assocPath(a.ID, "/delete"), revisionForm(a.Revision), false)
+	app.follow(t, res)
+	it := app.claim(t, a.ID)
+	if it.Association.DeletedAt.IsZero() {
+		t.Fatal("the claimed item is not the DELETE")
+	}
+	refusal := &store.SyncError{Status: 400, Code: "BadRequest", Message: "Cannot delete an association in use"}
+	if err := app.store.Fail(context.Background(), a.ID, "test", refusal, it.Association.Revision); err != nil {
+		t.Fatal(err)
+	}
+	detail := app.get(t, assocPath(a.ID, ""), false)
+	if got := text(detail.testid("sync-note")); !strings.Contains(got, "refused to delete it") {
+		t.Errorf("sync note = %q", got)
+	}
+	if got := text(detail.testid("sync-error")); !strings.Contains(got, "Cannot delete an association in use") {
+		t.Errorf("sync error = %q", got)
+	}
+	if _, polls := detail.doc.Find("#sync-status").Attr("hx-trigger"); polls {
+		t.Error("the sync panel polls although the delete is parked")
+	}
+	if detail.testid("retry").Length() != 1 {
+		t.Fatal("no Retry for the refused delete")
+	}
+	app.postForm(t, assocPath(a.ID, "/retry"), url.Values{}, false)
+	got := app.get1(t, a.ID)
+	if got.DeletedAt.IsZero() || got.Sync.State != store.SyncWaiting || !got.Sync.DeletePending || got.Sync.NextAttemptAt.IsZero() {
+		t.Fatalf("after Retry: deleted %v, sync %+v; want the DELETE queued again", got.DeletedAt, got.Sync)
+	}
+}
+
 // A repeated, stale or forged delete gets a page that says so, never a 500.
 func TestDeleteRepeatedStaleOrForged(t *testing.T) {
 	app := newTestApp(t)
