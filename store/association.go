@@ -150,25 +150,8 @@ func (s *Store) CreateAssociation(ctx context.Context, f Fields, by Actor) (Asso
 	}
 	var a Association
 	err = s.inTx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `INSERT INTO associations
-			(id, display_name, description, version, device_cart_ids, classroom_ids, revision,
-			 created_at, updated_at, created_by_sub, created_by_name, updated_by_sub, updated_by_name, search_text)
-			VALUES (`+nextAssociationID+`, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?)`,
-			f.DisplayName, f.Description, f.Version, carts, rooms,
-			now.UnixNano(), now.UnixNano(), by.Subject, by.Name, by.Subject, by.Name, searchText(f))
+		id, err := insertAssociation(ctx, tx, f, carts, rooms, now, change{kind: HistoryCreated, by: by, at: now})
 		if err != nil {
-			return err
-		}
-		id, err := res.LastInsertId()
-		if err != nil {
-			return err
-		}
-		// The outbox row commits with the save: an answered save is always delivered.
-		if _, err := tx.ExecContext(ctx, `INSERT INTO outbox (association_id, enqueued_at, next_attempt_at)
-			VALUES (?, ?, ?)`, id, now.UnixNano(), now.UnixNano()); err != nil {
-			return err
-		}
-		if err := record(ctx, tx, id, change{kind: HistoryCreated, by: by, at: now, changes: initialFields(f)}); err != nil {
 			return err
 		}
 		a, err = scanAssociation(tx.QueryRowContext(ctx, selectAssociation+" WHERE id = ?", id))
@@ -178,6 +161,32 @@ func (s *Store) CreateAssociation(ctx context.Context, f Fields, by Actor) (Asso
 		return Association{}, fmt.Errorf("create association: %w", err)
 	}
 	return a, nil
+}
+
+// insertAssociation adds an association with f's values (carts and rooms encoded) made at
+// now by c.by, queues it for Graph, and records c with its initial values, in tx. It
+// returns the new id.
+func insertAssociation(ctx context.Context, tx *sql.Tx, f Fields, carts, rooms string, now time.Time, c change) (int64, error) {
+	res, err := tx.ExecContext(ctx, `INSERT INTO associations
+		(id, display_name, description, version, device_cart_ids, classroom_ids, revision,
+		 created_at, updated_at, created_by_sub, created_by_name, updated_by_sub, updated_by_name, search_text)
+		VALUES (`+nextAssociationID+`, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?)`,
+		f.DisplayName, f.Description, f.Version, carts, rooms,
+		now.UnixNano(), now.UnixNano(), c.by.Subject, c.by.Name, c.by.Subject, c.by.Name, searchText(f))
+	if err != nil {
+		return 0, err
+	}
+	id, err := res.LastInsertId()
+	if err != nil {
+		return 0, err
+	}
+	// The outbox row commits with the save: an answered save is always delivered.
+	if _, err := tx.ExecContext(ctx, `INSERT INTO outbox (association_id, enqueued_at, next_attempt_at)
+		VALUES (?, ?, ?)`, id, now.UnixNano(), now.UnixNano()); err != nil {
+		return 0, err
+	}
+	c.changes = initialFields(f)
+	return id, record(ctx, tx, id, c)
 }
 
 // ConflictError is returned (wrapping ErrConflict) when an update was based on a revision
@@ -225,19 +234,7 @@ func (s *Store) UpdateAssociation(ctx context.Context, id, revision int64, f Fie
 			return &ConflictError{Current: cur}
 		}
 		now := s.Now().UTC()
-		_, err = tx.ExecContext(ctx, `UPDATE associations SET
-			display_name = ?, description = ?, version = ?, device_cart_ids = ?, classroom_ids = ?,
-			revision = revision + 1, updated_at = ?, updated_by_sub = ?, updated_by_name = ?, search_text = ?
-			WHERE id = ?`,
-			f.DisplayName, f.Description, f.Version, carts, rooms,
-			now.UnixNano(), by.Subject, by.Name, searchText(f), id)
-		if err != nil {
-			return err
-		}
-		if err := enqueueEdit(ctx, tx, cur, now); err != nil {
-			return err
-		}
-		if err := record(ctx, tx, id, change{kind: HistoryEdited, by: by, at: now, changes: diffFields(cur.Fields, f)}); err != nil {
+		if err := editAssociation(ctx, tx, cur, f, carts, rooms, change{kind: HistoryEdited, by: by, at: now}); err != nil {
 			return err
 		}
 		a, err = scanAssociation(tx.QueryRowContext(ctx, selectAssociation+" WHERE id = ?", id))
@@ -252,6 +249,26 @@ func (s *Store) UpdateAssociation(ctx context.Context, id, revision int64, f Fie
 		return Association{}, fmt.Errorf("update association %d: %w", id, err)
 	}
 	return a, nil
+}
+
+// editAssociation writes f (carts and rooms encoded) over cur, as a new revision saved at
+// c.at by c.by, queues it for Graph (see enqueueEdit) and records c with the fields that
+// changed, in tx.
+func editAssociation(ctx context.Context, tx *sql.Tx, cur Association, f Fields, carts, rooms string, c change) error {
+	_, err := tx.ExecContext(ctx, `UPDATE associations SET
+		display_name = ?, description = ?, version = ?, device_cart_ids = ?, classroom_ids = ?,
+		revision = revision + 1, updated_at = ?, updated_by_sub = ?, updated_by_name = ?, search_text = ?
+		WHERE id = ?`,
+		f.DisplayName, f.Description, f.Version, carts, rooms,
+		c.at.UnixNano(), c.by.Subject, c.by.Name, searchText(f), cur.ID)
+	if err != nil {
+		return err
+	}
+	if err := enqueueEdit(ctx, tx, cur, c.at); err != nil {
+		return err
+	}
+	c.changes = diffFields(cur.Fields, f)
+	return record(ctx, tx, cur.ID, c)
 }
 
 type scanner interface{ Scan(dest ...any) error }

@@ -29,6 +29,9 @@ const (
 	HistoryRemoved HistoryKind = "removed"
 	// HistoryRecreated: deleted in Intune, then queued by an admin to be created there again.
 	HistoryRecreated HistoryKind = "recreated"
+	// HistoryCSV: an admin applied a CSV import that created (revision 1) or changed it;
+	// HistoryEntry.Choice holds the file's name.
+	HistoryCSV HistoryKind = "csv"
 )
 
 // How a conflict was resolved (HistoryEntry.Choice of a HistoryResolved entry).
@@ -43,7 +46,7 @@ type HistoryEntry struct {
 	AssociationID int64
 	At            time.Time
 	Kind          HistoryKind
-	Choice        string // HistoryResolved: ChoiceKeepIntune or ChoicePushMine
+	Choice        string // HistoryResolved: ChoiceKeepIntune or ChoicePushMine; HistoryCSV: the file's name
 	Actor         Actor
 	Revision      int64 // the association's revision after the change
 	// DisplayName is the association's name after the change: the entry outlives it.
