@@ -73,7 +73,8 @@ type ImportRow struct {
 	// the display name cell of a row with errors).
 	Name string `json:"name"`
 	// AssociationID and Revision are the association the row matched and its revision at
-	// the preview; 0 for a new row.
+	// the preview; 0 for a new row (until it is applied: then AssociationID is the
+	// association it created).
 	AssociationID int64 `json:"id,omitempty"`
 	Revision      int64 `json:"revision,omitempty"`
 	// Fields are the association's values after the row is applied: the matched
@@ -320,7 +321,8 @@ func (s *Store) ApplyImport(ctx context.Context, id string, by Actor) (ImportPre
 			}
 			c := change{kind: HistoryCSV, choice: p.FileName, by: by, at: now}
 			if r.Kind == ImportNew {
-				if _, err := insertAssociation(ctx, tx, r.Fields, carts, rooms, now, c); err != nil {
+				// The applied preview links each row to its association.
+				if p.Rows[i].AssociationID, err = insertAssociation(ctx, tx, r.Fields, carts, rooms, now, c); err != nil {
 					return fmt.Errorf("row %d: %w", r.Row, err)
 				}
 				continue
@@ -330,7 +332,11 @@ func (s *Store) ApplyImport(ctx context.Context, id string, by Actor) (ImportPre
 			}
 		}
 		p.AppliedAt = now
-		_, err = tx.ExecContext(ctx, `UPDATE import_previews SET applied_at = ? WHERE id = ?`, now.UnixNano(), p.ID)
+		enc, err := json.Marshal(p.Rows)
+		if err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE import_previews SET applied_at = ?, rows = ? WHERE id = ?`, now.UnixNano(), string(enc), p.ID)
 		return err
 	})
 	var staleErr *StaleImportError

@@ -67,11 +67,15 @@ func (s *Server) crossOrigin(next http.Handler) http.Handler {
 // handler can read otherwise (parsing then fails with *http.MaxBytesError → 413).
 func (s *Server) limitBody(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.ContentLength > maxBodyBytes {
-			s.fail(w, r, &http.MaxBytesError{Limit: maxBodyBytes})
+		limit := int64(maxBodyBytes)
+		if r.Method == http.MethodPost && r.URL.Path == importPath {
+			limit = maxImportBody // a CSV upload; readUpload bounds the file itself
+		}
+		if r.ContentLength > limit {
+			s.fail(w, r, &http.MaxBytesError{Limit: limit})
 			return
 		}
-		r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
+		r.Body = http.MaxBytesReader(w, r.Body, limit)
 		next.ServeHTTP(w, r)
 	})
 }

@@ -106,6 +106,8 @@ var flashes = map[string]views.Flash{
 	"choice-none":     {Kind: "info", Message: "Nothing to choose any more: it is no longer changed in Intune."},
 	"reading":         {Kind: "info", Message: "Reading Intune now."},
 	"reading-already": {Kind: "info", Message: "A read of Intune is already running."},
+	"import-applied":  {Kind: "success", Message: "Import applied. Its changes are on their way to Intune."},
+	"import-already":  {Kind: "info", Message: "This import was applied already, so nothing more was saved."},
 }
 
 // namedFlashes are the messages that name an association. The cookie carries the key and

@@ -37,6 +37,11 @@ type Store interface {
 	Recreate(ctx context.Context, id int64, by store.Actor) error
 	DeleteAssociation(ctx context.Context, id, revision int64, by store.Actor) (store.Association, error)
 	PurgeDeleted(ctx context.Context, before time.Time) (int64, error)
+	MatchImport(ctx context.Context, keys []store.ImportKey) ([]store.ImportMatch, error)
+	SaveImport(ctx context.Context, owner store.Actor, fileName string, rows []store.ImportRow) (store.ImportPreview, error)
+	GetImport(ctx context.Context, id, ownerSub string) (store.ImportPreview, error)
+	ApplyImport(ctx context.Context, id string, by store.Actor) (store.ImportPreview, error)
+	PurgeImports(ctx context.Context, now time.Time) (int64, error)
 	RestoreAssociation(ctx context.Context, id int64, by store.Actor) (store.Association, error)
 	RemoveLocal(ctx context.Context, id int64, by store.Actor) (store.Association, error)
 	KeepIntune(ctx context.Context, id, revision int64, by store.Actor) (store.Association, error)

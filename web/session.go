@@ -283,6 +283,13 @@ func (s *Server) RunSessionCleanup(ctx context.Context, every time.Duration) {
 		case n > 0:
 			s.log.Info("deleted associations purged", "count", n, "deleted_before", now.Add(-store.DeletedFor))
 		}
+		n, err = s.store.PurgeImports(ctx, now)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			s.log.Error("purge of expired import previews failed", "err", err)
+		case n > 0:
+			s.log.Debug("expired import previews purged", "count", n)
+		}
 		if keep := s.cfg.HistoryKeep; keep > 0 {
 			n, err = s.store.PruneHistory(ctx, now.Add(-keep))
 			switch {
