@@ -103,7 +103,7 @@ type ImportPreview struct {
 	AppliedAt time.Time // zero until applied
 	// Rows are the rows that are new, changed or invalid, in the file's order; unchanged
 	// rows are only counted.
-	Rows                              []ImportRow
+	Rows                             []ImportRow
 	New, Changed, Unchanged, Invalid int
 }
 
