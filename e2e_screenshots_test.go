@@ -199,4 +199,43 @@ func TestScreenshots(t *testing.T) {
 		admin.waitFor(`document.querySelector('#sync-status')?.dataset.syncState === 'changed'`)
 		admin.screenshot("changed-in-intune", v)
 	}
+	// CSV import: a preview of changes with Apply, and one with rows that have errors.
+	dir := t.TempDir()
+	changes := filepath.Join(dir, "term-2-carts.csv")
+	errs := filepath.Join(dir, "term-2-carts-draft.csv")
+	writeShotFile(t, changes, "displayName,description,deviceCartIds,classroomIds\n"+
+		"Art iPads,Art block; book them at reception,\"cart-16-a, cart-16-b, cart-16-c\",room-116\n"+
+		"Drama laptops,Shared by the Drama department,cart-23-a,\"room-123, room-200\"\n"+
+		"Computing Chromebooks,Shared by the Computing department,\"cart-27-a, cart-27-b\",room-127\n"+
+		"Year 7 Science,Term 2 only,\"cart-40-a, cart-40-b\",\"room-140, room-141\"\n"+
+		"Sixth form library,,cart-41-a,library-1\n")
+	writeShotFile(t, errs, "displayName,version,deviceCartIds,classroomIds\n"+
+		"Art iPads,1,\"cart-16-a, cart-16-b, cart-16-c\",room-116\n"+
+		",1,cart-50-a,room-150\n"+
+		"Drama iPads,two,cart-22-a,room-122\n"+
+		"Year 7 Science,1,\"cart-40-a, cart-40-b\",\"room-140, room-141\"\n")
+	for _, v := range screenshotViewports {
+		admin := newTab(t, full)
+		admin.emulateMedia(reduceMotion)
+		admin.resize(v)
+		admin.signIn(devidp.SubjectAdmin)
+		for _, c := range []struct{ file, name string }{{changes, "import-preview"}, {errs, "import-errors"}} {
+			admin.do(
+				chromedp.Navigate(full.URL+"/imports"),
+				chromedp.WaitVisible(tid("import-form")),
+				chromedp.SetUploadFiles(css("#file"), []string{c.file}),
+				chromedp.Click(tid("import-preview")),
+				chromedp.WaitVisible(tid("import-counts")),
+			)
+			admin.screenshot(c.name, v)
+		}
+	}
+}
+
+// writeShotFile writes a test's file or fails it.
+func writeShotFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
 }

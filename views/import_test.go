@@ -93,7 +93,7 @@ func TestImportPreviewWithErrorsOffersNoApply(t *testing.T) {
 	if got := texts(errs.First().Find("td")); got != "5 | (none) | displayName | Enter a display name." {
 		t.Errorf("first error line = %q", got)
 	}
-	if got := texts(errs.Last().Find("td")); got != "version | Enter a whole number from 0 to 2,147,483,647." {
+	if got := texts(errs.Last().Find("td")); got != "5 | (none) | version | Enter a whole number from 0 to 2,147,483,647." {
 		t.Errorf("second error line = %q", got)
 	}
 	if got := text(testid(doc, "import-summary")); got != "1 new, 1 changed, 40 unchanged, 1 with errors" {
