@@ -130,6 +130,9 @@ type StaleRow struct {
 }
 
 func (e *StaleImportError) Error() string {
+	if len(e.Rows) == 1 {
+		return fmt.Sprintf("row %d of the import changed since its preview", e.Rows[0].Row)
+	}
 	return fmt.Sprintf("%d rows of the import changed since its preview", len(e.Rows))
 }
 
@@ -233,8 +236,10 @@ func (s *Store) SaveImport(ctx context.Context, owner Actor, fileName string, ro
 			p.New, p.Changed, p.Unchanged, p.Invalid, string(enc)); err != nil {
 			return err
 		}
-		_, err := tx.ExecContext(ctx, `DELETE FROM import_previews WHERE owner_sub = ?1 AND id NOT IN (
-			SELECT id FROM import_previews WHERE owner_sub = ?1 ORDER BY created_at DESC, id LIMIT ?2)`,
+		// The newest by insertion (rowid), not by clock reading: a clock set back, or two
+		// uploads in one tick, must never drop the preview just saved.
+		_, err := tx.ExecContext(ctx, `DELETE FROM import_previews WHERE owner_sub = ?1 AND rowid NOT IN (
+			SELECT rowid FROM import_previews WHERE owner_sub = ?1 ORDER BY rowid DESC LIMIT ?2)`,
 			owner.Subject, importsKept)
 		return err
 	})
@@ -266,8 +271,10 @@ func (s *Store) GetImport(ctx context.Context, id, ownerSub string) (ImportPrevi
 // Graph and recorded in its history as imported from CSV. It saves nothing and returns:
 // ErrNotFound (no such preview of by's), ErrImportApplied (applied before; the preview is
 // returned), ErrImportExpired, ErrImportInvalid (it has rows with errors), or a
-// *StaleImportError naming every row whose association changed since the preview, or
-// whose new display name another live association has taken meanwhile.
+// *StaleImportError naming every row whose association changed since the preview, and
+// every new row whose display name is now held by more or fewer live associations than at
+// the preview (its match would differ). A changed row may rename its association to a
+// name another has, as the form may.
 func (s *Store) ApplyImport(ctx context.Context, id string, by Actor) (ImportPreview, error) {
 	var p ImportPreview
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
@@ -296,7 +303,10 @@ func (s *Store) ApplyImport(ctx context.Context, id string, by Actor) (ImportPre
 				}
 				if n != r.SameName {
 					sr := StaleRow{Row: r.Row, Name: r.Name}
-					sr.Current, _ = scanAssociation(tx.QueryRowContext(ctx, importByName, r.Fields.DisplayName))
+					sr.Current, err = scanAssociation(tx.QueryRowContext(ctx, importByName, r.Fields.DisplayName))
+					if err != nil && !errors.Is(err, sql.ErrNoRows) {
+						return err
+					}
 					stale = append(stale, sr)
 				}
 				continue

@@ -1,7 +1,8 @@
 -- CSV imports: a preview of what an uploaded file would change, kept for the admin who
 -- uploaded it until it is applied or expires (an hour). Nothing in it is saved to an
 -- association before Apply, which re-checks every row in one transaction.
---   id                 128 random bits (hex): the preview's URL; also checked against owner_sub
+--   id                 26 random base32 characters (crypto/rand.Text, 130 bits): the
+--                      preview's URL; also checked against owner_sub
 --   owner_sub/name     who uploaded it; nobody else can see or apply it
 --   file_name          the uploaded file's name, as the browser sent it (shown, never a path)
 --   created_at         when the preview was made (Unix nanoseconds, UTC)
