@@ -166,7 +166,7 @@ func (s *Store) CreateAssociation(ctx context.Context, f Fields, by Actor) (Asso
 // insertAssociation adds an association with f's values (carts and rooms encoded) made at
 // now by c.by, queues it for Graph, and records c with its initial values, in tx. It
 // returns the new id.
-func insertAssociation(ctx context.Context, tx *sql.Tx, f Fields, carts, rooms string, now time.Time, c change) (int64, error) {
+func insertAssociation(ctx context.Context, tx txExec, f Fields, carts, rooms string, now time.Time, c change) (int64, error) {
 	res, err := tx.ExecContext(ctx, `INSERT INTO associations
 		(id, display_name, description, version, device_cart_ids, classroom_ids, revision,
 		 created_at, updated_at, created_by_sub, created_by_name, updated_by_sub, updated_by_name, search_text)
@@ -254,7 +254,7 @@ func (s *Store) UpdateAssociation(ctx context.Context, id, revision int64, f Fie
 // editAssociation writes f (carts and rooms encoded) over cur, as a new revision saved at
 // c.at by c.by, queues it for Graph (see enqueueEdit) and records c with the fields that
 // changed, in tx.
-func editAssociation(ctx context.Context, tx *sql.Tx, cur Association, f Fields, carts, rooms string, c change) error {
+func editAssociation(ctx context.Context, tx txExec, cur Association, f Fields, carts, rooms string, c change) error {
 	_, err := tx.ExecContext(ctx, `UPDATE associations SET
 		display_name = ?, description = ?, version = ?, device_cart_ids = ?, classroom_ids = ?,
 		revision = revision + 1, updated_at = ?, updated_by_sub = ?, updated_by_name = ?, search_text = ?

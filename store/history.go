@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -165,7 +164,7 @@ type change struct {
 
 // record appends c to association id's history, in tx: the transaction of the change
 // itself, after it was written, so that the entry carries the revision and name it left.
-func record(ctx context.Context, tx *sql.Tx, id int64, c change) error {
+func record(ctx context.Context, tx txExec, id int64, c change) error {
 	if c.changes == nil {
 		c.changes = []FieldChange{}
 	}

@@ -277,7 +277,10 @@ func (s *Store) GetImport(ctx context.Context, id, ownerSub string) (ImportPrevi
 // name another has, as the form may.
 func (s *Store) ApplyImport(ctx context.Context, id string, by Actor) (ImportPreview, error) {
 	var p ImportPreview
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.inTx(ctx, func(sqlTx *sql.Tx) error {
+		// Thousands of rows run the same few statements: each is prepared once.
+		tx := newStmtTx(sqlTx)
+		defer tx.Close()
 		var err error
 		p, err = scanImport(tx.QueryRowContext(ctx, `SELECT `+importPreviewCol+` FROM import_previews WHERE id = ? AND owner_sub = ?`, id, by.Subject))
 		switch {

@@ -147,7 +147,7 @@ func nanosOrNull(t time.Time) any {
 // count cleared. A deleted one stays parked (the edit is kept locally) until the admin
 // chooses Recreate: re-sending would only meet another 404. So does one changed in Intune
 // too, until an admin keeps Intune's version or pushes theirs.
-func enqueueEdit(ctx context.Context, tx *sql.Tx, cur Association, now time.Time) error {
+func enqueueEdit(ctx context.Context, tx txExec, cur Association, now time.Time) error {
 	// Deleted in Intune, or changed there too: parked until the admin chooses.
 	if cur.Sync.State == SyncDeleted || cur.Sync.State == SyncChanged {
 		_, err := tx.ExecContext(ctx, `INSERT INTO outbox (association_id, enqueued_at) VALUES (?, ?)
@@ -164,7 +164,7 @@ func enqueueEdit(ctx context.Context, tx *sql.Tx, cur Association, now time.Time
 
 // requeue makes id waiting and due now with no error and no attempts, keeping any
 // create_sent_* (an earlier POST may still have to be reconciled).
-func requeue(ctx context.Context, tx *sql.Tx, id int64, now time.Time) error {
+func requeue(ctx context.Context, tx txExec, id int64, now time.Time) error {
 	if _, err := tx.ExecContext(ctx, `UPDATE associations SET sync_state = 'waiting', sync_error = NULL WHERE id = ?`, id); err != nil {
 		return err
 	}

@@ -413,3 +413,55 @@ func allowChangedState(ctx context.Context, tx *sql.Tx) error {
 	}
 	return nil
 }
+
+// txExec is what the helpers that write part of a change need of its transaction: a
+// *sql.Tx, or a stmtTx that prepares each statement once for a transaction of many rows.
+type txExec interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// stmtTx runs statements in tx, each prepared on first use and then reused: a transaction
+// that writes thousands of rows (an import) does not parse the same SQL for each. Close
+// releases the statements; the transaction is the caller's.
+type stmtTx struct {
+	tx    *sql.Tx
+	stmts map[string]*sql.Stmt
+}
+
+func newStmtTx(tx *sql.Tx) *stmtTx { return &stmtTx{tx: tx, stmts: map[string]*sql.Stmt{}} }
+
+func (t *stmtTx) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
+	if st, ok := t.stmts[query]; ok {
+		return st, nil
+	}
+	st, err := t.tx.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	t.stmts[query] = st
+	return st, nil
+}
+
+func (t *stmtTx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	st, err := t.stmt(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	return st.ExecContext(ctx, args...)
+}
+
+func (t *stmtTx) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	st, err := t.stmt(ctx, query)
+	if err != nil {
+		// A *sql.Row cannot be made to carry err; the unprepared query reports it again.
+		return t.tx.QueryRowContext(ctx, query, args...)
+	}
+	return st.QueryRowContext(ctx, args...)
+}
+
+func (t *stmtTx) Close() {
+	for _, st := range t.stmts {
+		st.Close()
+	}
+}
