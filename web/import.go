@@ -486,14 +486,17 @@ func sameAsStored(name, cell string, base store.Fields) bool {
 // also once it is expired or applied.
 func (s *Server) handleImportShow(w http.ResponseWriter, r *http.Request) {
 	p, err := s.store.GetImport(r.Context(), r.PathValue("id"), s.actor(r).Subject)
-	if err != nil && !errors.Is(err, store.ErrImportExpired) {
+	expired := errors.Is(err, store.ErrImportExpired)
+	if err != nil && !expired {
 		s.fail(w, r, err)
 		return
 	}
-	s.renderImportPreview(w, r, http.StatusOK, p, nil)
+	s.renderImportPreview(w, r, http.StatusOK, p, expired, nil)
 }
 
-func (s *Server) renderImportPreview(w http.ResponseWriter, r *http.Request, status int, p store.ImportPreview, stale []store.StaleRow) {
+// renderImportPreview shows preview p; expired is the store's word on it (its clock
+// decides, as it does for Apply).
+func (s *Server) renderImportPreview(w http.ResponseWriter, r *http.Request, status int, p store.ImportPreview, expired bool, stale []store.StaleRow) {
 	title := "Import " + p.FileName
 	if p.FileName == "" {
 		title = "Import preview"
@@ -502,7 +505,7 @@ func (s *Server) renderImportPreview(w http.ResponseWriter, r *http.Request, sta
 	q := r.URL.Query()
 	s.render(w, r, status, views.ImportPreviewPage(page, views.ImportPreview{
 		Preview:     p,
-		Expired:     p.AppliedAt.IsZero() && !s.now().Before(p.ExpiresAt),
+		Expired:     expired,
 		Stale:       stale,
 		ChangesPage: pageNumber(q.Get("changes")),
 		ErrorsPage:  pageNumber(q.Get("errors")),
@@ -536,11 +539,12 @@ func (s *Server) handleImportApply(w http.ResponseWriter, r *http.Request) {
 		// The preview says so (only a stale or forged page offers Apply then).
 	case errors.As(err, &stale):
 		cur, gerr := s.store.GetImport(r.Context(), id, s.actor(r).Subject)
-		if gerr != nil && !errors.Is(gerr, store.ErrImportExpired) {
+		expired := errors.Is(gerr, store.ErrImportExpired)
+		if gerr != nil && !expired {
 			s.fail(w, r, gerr)
 			return
 		}
-		s.renderImportPreview(w, r, http.StatusConflict, cur, stale.Rows)
+		s.renderImportPreview(w, r, http.StatusConflict, cur, expired, stale.Rows)
 		return
 	default:
 		s.fail(w, r, err)
