@@ -23,6 +23,7 @@ var (
 	ErrImportApplied = errors.New("import already applied")
 	ErrImportExpired = errors.New("import preview expired")
 	ErrImportInvalid = errors.New("import has rows with errors")
+	ErrImportNothing = errors.New("import changes nothing")
 )
 
 // ImportKind is what a row of an uploaded file would do.
@@ -270,7 +271,8 @@ func (s *Store) GetImport(ctx context.Context, id, ownerSub string) (ImportPrevi
 // creates an association and every changed row changes its association, each queued for
 // Graph and recorded in its history as imported from CSV. It saves nothing and returns:
 // ErrNotFound (no such preview of by's), ErrImportApplied (applied before; the preview is
-// returned), ErrImportExpired, ErrImportInvalid (it has rows with errors), or a
+// returned), ErrImportExpired, ErrImportInvalid (it has rows with errors),
+// ErrImportNothing (it has no new or changed rows: it is not marked applied), or a
 // *StaleImportError naming every row whose association changed since the preview, and
 // every new row whose display name is now held by more or fewer live associations than at
 // the preview (its match would differ). A changed row may rename its association to a
@@ -294,6 +296,8 @@ func (s *Store) ApplyImport(ctx context.Context, id string, by Actor) (ImportPre
 			return ErrImportExpired
 		case p.Invalid > 0:
 			return ErrImportInvalid
+		case p.Changes() == 0:
+			return ErrImportNothing
 		}
 		// Check every row before writing any, so that the refusal names them all.
 		current := make([]Association, len(p.Rows))
@@ -356,7 +360,7 @@ func (s *Store) ApplyImport(ctx context.Context, id string, by Actor) (ImportPre
 	switch {
 	case err == nil:
 		return p, nil
-	case errors.Is(err, ErrImportApplied), errors.Is(err, ErrImportExpired), errors.Is(err, ErrImportInvalid):
+	case errors.Is(err, ErrImportApplied), errors.Is(err, ErrImportExpired), errors.Is(err, ErrImportInvalid), errors.Is(err, ErrImportNothing):
 		return p, err
 	case errors.Is(err, ErrNotFound), errors.As(err, &staleErr):
 		return ImportPreview{}, err

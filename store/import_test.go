@@ -762,7 +762,7 @@ func TestPurgeImportsDeletesOnlyExpired(t *testing.T) {
 	ctx := t.Context()
 	p1 := imSave(t, s, imAdmin)
 	*now = obT0.Add(30 * time.Minute)
-	p2 := imSave(t, s, imOther)
+	p2 := imSave(t, s, imOther, ImportRow{Row: 2, Fields: Fields{DisplayName: "purge-new", Version: 1}})
 	imApply(t, s, p2.ID, imOther) // applied: kept to its expiry, then purged like any
 	*now = obT0.Add(2 * time.Hour)
 	p3 := imSave(t, s, imAdmin)
@@ -849,5 +849,21 @@ func TestImportQueriesUseIndexes(t *testing.T) {
 		if plan := queryPlan(t, s, c.query, c.args); !strings.Contains(plan, c.index) || strings.Contains(plan, "SCAN associations") {
 			t.Errorf("plan of %s:\n%s\nwant it to use %s", c.query, plan, c.index)
 		}
+	}
+}
+
+func TestApplyImportOfNothingIsRefused(t *testing.T) {
+	t.Parallel()
+	s, _ := openOutboxStore(t)
+	p := imSave(t, s, imAdmin)
+	before := imCount(t, s)
+	if _, err := s.ApplyImport(t.Context(), p.ID, imAdmin); !errors.Is(err, ErrImportNothing) {
+		t.Fatalf("ApplyImport of a preview without changes: %v, want ErrImportNothing", err)
+	}
+	if got := imGet(t, s, p.ID, imAdmin.Subject); !got.AppliedAt.IsZero() {
+		t.Error("a preview that changes nothing was marked applied")
+	}
+	if after := imCount(t, s); after != before {
+		t.Errorf("Apply of nothing saved something: %+v, was %+v", after, before)
 	}
 }

@@ -182,3 +182,17 @@ func TestImportFormShowsTheFileError(t *testing.T) {
 		t.Errorf("form enctype = %q", got)
 	}
 }
+
+func TestImportPreviewWarnsOfASharedName(t *testing.T) {
+	p := preview(false)
+	p.Rows[1].SameName = 2
+	doc, _ := render(t, views.ImportPreviewPage(adminPage, views.ImportPreview{Preview: p, ChangesPage: 1, ErrorsPage: 1}))
+	if got := text(testid(doc, "import-same-name")); !strings.HasPrefix(got, "2 associations already have this display name, so this row adds another.") {
+		t.Errorf("shared-name warning = %q", got)
+	}
+	p.AppliedAt = when
+	doc, _ = render(t, views.ImportPreviewPage(adminPage, views.ImportPreview{Preview: p, ChangesPage: 1, ErrorsPage: 1}))
+	if testid(doc, "import-same-name").Length() != 0 {
+		t.Error("the warning is still shown once the import was applied")
+	}
+}

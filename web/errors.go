@@ -85,6 +85,10 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.As(err, &tooBig):
 		e = views.ErrorInfo{Status: http.StatusRequestEntityTooLarge, Title: "Too much data",
 			Message: "The form sent more than 1 MiB. Split the IDs across several associations, or remove stray text, and try again."}
+		if r.URL.Path == importPath {
+			e.Message = "The upload is far larger than the 5 MiB a CSV import may be. Import at most " + thousands(maxImportRows) + " rows at a time: split the file into smaller ones."
+			e.ActionLabel, e.ActionURL = "Back to Import CSV", importPath
+		}
 	case errors.Is(err, errBadRequest):
 		e = views.ErrorInfo{Status: http.StatusBadRequest, Title: "Bad request",
 			Message: "The form could not be read. Reload the page and try again."}

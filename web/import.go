@@ -254,7 +254,10 @@ func readImportCSV(data []byte) (*importFile, error) {
 		}
 		return nil, badFile(msg)
 	}
-	for row := 2; ; row++ {
+	// A spreadsheet shows each line of the file as a row, empty ones too (which the CSV
+	// reader skips), and a record whose cells hold line breaks as one row.
+	row, end := 1, cr.InputOffset()
+	for {
 		rec, err := cr.Read()
 		if errors.Is(err, io.EOF) {
 			break
@@ -262,6 +265,8 @@ func readImportCSV(data []byte) (*importFile, error) {
 		if err != nil {
 			return nil, csvReadError(err)
 		}
+		row += 1 + emptyLines(data[end:])
+		end = cr.InputOffset()
 		if blank(rec) {
 			continue
 		}
@@ -274,6 +279,22 @@ func readImportCSV(data []byte) (*importFile, error) {
 		return nil, badFile("The file has a header row but no rows below it: there is nothing to import.")
 	}
 	return f, nil
+}
+
+// emptyLines counts the empty lines at the start of data.
+func emptyLines(data []byte) int {
+	n := 0
+	for {
+		switch {
+		case bytes.HasPrefix(data, []byte("\n")):
+			data = data[1:]
+		case bytes.HasPrefix(data, []byte("\r\n")):
+			data = data[2:]
+		default:
+			return n
+		}
+		n++
+	}
 }
 
 // invalidUTF8At is the offset of data's first byte that is not UTF-8, or -1.
@@ -338,14 +359,15 @@ func csvReadError(err error) error {
 	if !errors.As(err, &pe) {
 		return badFile("The file could not be read as CSV.")
 	}
-	why := "it could not be read as CSV"
+	why, line := "it could not be read as CSV", pe.Line
 	switch {
 	case errors.Is(pe.Err, csv.ErrBareQuote):
 		why = "a quotation mark (\") is inside a cell that does not start with one. Put the whole cell in quotation marks and double the mark inside (\"\")"
 	case errors.Is(pe.Err, csv.ErrQuote):
-		why = "a cell that starts with a quotation mark (\") does not end with one, or a quotation mark inside it is not doubled (\"\")"
+		// The reader gives up where the file ends; the cell began on the record's line.
+		why, line = "a cell that starts with a quotation mark (\") does not end with one, or a quotation mark inside it is not doubled (\"\")", pe.StartLine
 	}
-	return badFile(fmt.Sprintf("Line %s of the file cannot be read: %s.", thousands(pe.Line), why))
+	return badFile(fmt.Sprintf("Line %s of the file cannot be read: %s.", thousands(line), why))
 }
 
 // planImport matches every row of f with the association it names and checks it with the
@@ -525,17 +547,15 @@ func pageNumber(v string) int {
 // relied on changed since, nothing (the preview is shown again, naming those rows).
 func (s *Server) handleImportApply(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	p, err := s.store.ApplyImport(r.Context(), id, s.actor(r))
+	_, err := s.store.ApplyImport(r.Context(), id, s.actor(r))
 	var stale *store.StaleImportError
 	switch {
 	case err == nil:
-		if p.Changes() > 0 {
-			s.kick()
-		}
+		s.kick()
 		s.setFlash(w, "import-applied")
 	case errors.Is(err, store.ErrImportApplied):
 		s.setFlash(w, "import-already")
-	case errors.Is(err, store.ErrImportExpired), errors.Is(err, store.ErrImportInvalid):
+	case errors.Is(err, store.ErrImportExpired), errors.Is(err, store.ErrImportInvalid), errors.Is(err, store.ErrImportNothing):
 		// The preview says so (only a stale or forged page offers Apply then).
 	case errors.As(err, &stale):
 		cur, gerr := s.store.GetImport(r.Context(), id, s.actor(r).Subject)
