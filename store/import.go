@@ -91,7 +91,17 @@ type ImportRow struct {
 	// SameName is, for a new row, how many live associations had its display name at the
 	// preview (see ImportMatch): Apply refuses when that changed.
 	SameName int `json:"sameName,omitempty"`
+	// ByName: the row matched its association by display name (it has no graphId); Apply
+	// refuses when another live association has that name by then.
+	ByName bool `json:"byName,omitempty"`
+	// SyncState is the matched association's sync state when it is SyncChanged or
+	// SyncDeleted: an edit of it waits for an admin's choice on its page (see enqueueEdit).
+	SyncState string `json:"syncState,omitempty"`
 }
+
+// Held reports whether applying r leaves its change waiting for an admin's choice
+// (changed in Intune too, or deleted there) instead of sending it.
+func (r ImportRow) Held() bool { return r.SyncState == SyncChanged || r.SyncState == SyncDeleted }
 
 // ImportPreview is what an uploaded file would do: kept for the admin who uploaded it until
 // it is applied or expires.
@@ -102,10 +112,12 @@ type ImportPreview struct {
 	CreatedAt time.Time
 	ExpiresAt time.Time
 	AppliedAt time.Time // zero until applied
-	// Rows are the rows that are new, changed or invalid, in the file's order; unchanged
-	// rows are only counted.
+	// Rows are every data row, in the file's order; unchanged rows hold only what Apply
+	// checks (their association and its revision).
 	Rows                             []ImportRow
 	New, Changed, Unchanged, Invalid int
+	// Ignored are the header's columns the import did not read.
+	Ignored []string
 }
 
 // Changes is how many associations Apply would create or change.
@@ -128,6 +140,9 @@ type StaleRow struct {
 	Current       Association
 	// Gone: the association was deleted (or purged) since the preview.
 	Gone bool
+	// SameName: the row matched its association by display name, and another live
+	// association has that name now.
+	SameName bool
 }
 
 func (e *StaleImportError) Error() string {
@@ -146,7 +161,7 @@ const (
 	importByGraphID  = selectAssociation + " WHERE graph_id = ?"
 	importNameCount  = "SELECT count(*) FROM associations WHERE display_name = ?1 COLLATE NOCASE AND display_name = ?1 AND deleted_at IS NULL"
 	importByName     = selectAssociation + " WHERE display_name = ?1 COLLATE NOCASE AND display_name = ?1 AND deleted_at IS NULL LIMIT 1"
-	importPreviewCol = "id, owner_sub, owner_name, file_name, created_at, expires_at, applied_at, new_rows, changed_rows, unchanged_rows, invalid_rows, rows"
+	importPreviewCol = "id, owner_sub, owner_name, file_name, created_at, expires_at, applied_at, new_rows, changed_rows, unchanged_rows, invalid_rows, ignored, rows"
 )
 
 // MatchImport finds, for each key, the association it names (see ImportMatch), all in one
@@ -196,14 +211,17 @@ func (s *Store) MatchImport(ctx context.Context, keys []ImportKey) ([]ImportMatc
 	return out, nil
 }
 
-// SaveImport keeps the preview of an upload of fileName by owner: every row is classified
-// (ImportInvalid when it has errors, else ImportNew without an AssociationID, else
-// ImportChanged or ImportUnchanged as its Fields differ from its Base) and given its
-// Changes. Only the owner's newest few previews are kept. The returned preview has its
-// ID, times, counts and the rows it kept.
-func (s *Store) SaveImport(ctx context.Context, owner Actor, fileName string, rows []ImportRow) (ImportPreview, error) {
+// SaveImport keeps the preview of an upload of fileName by owner (ignored: the header's
+// columns it did not read): every row is classified (ImportInvalid when it has errors,
+// else ImportNew without an AssociationID, else ImportChanged or ImportUnchanged as its
+// Fields differ from its Base) and given its Changes. Only the owner's newest few previews
+// are kept. The returned preview has its ID, times, counts and rows.
+func (s *Store) SaveImport(ctx context.Context, owner Actor, fileName string, rows []ImportRow, ignored ...string) (ImportPreview, error) {
 	now := s.Now().UTC()
-	p := ImportPreview{ID: rand.Text(), Owner: owner, FileName: fileName, CreatedAt: now, ExpiresAt: now.Add(ImportFor)}
+	p := ImportPreview{ID: rand.Text(), Owner: owner, FileName: fileName, CreatedAt: now, ExpiresAt: now.Add(ImportFor), Ignored: ignored}
+	if p.Ignored == nil {
+		p.Ignored = []string{}
+	}
 	for _, r := range rows {
 		switch {
 		case len(r.Errors) > 0:
@@ -215,7 +233,11 @@ func (s *Store) SaveImport(ctx context.Context, owner Actor, fileName string, ro
 		default:
 			r.Changes, r.Name = diffFields(r.Base, r.Fields), r.Fields.DisplayName
 			if len(r.Changes) == 0 {
+				// Kept only for Apply's check that its association is still as it was.
+				r = ImportRow{Row: r.Row, Kind: ImportUnchanged, Name: r.Name, AssociationID: r.AssociationID,
+					Revision: r.Revision, ByName: r.ByName}
 				p.Unchanged++
+				p.Rows = append(p.Rows, r)
 				continue
 			}
 			r.Kind = ImportChanged
@@ -230,11 +252,15 @@ func (s *Store) SaveImport(ctx context.Context, owner Actor, fileName string, ro
 	if p.Rows == nil {
 		enc = []byte("[]")
 	}
+	ign, err := json.Marshal(p.Ignored)
+	if err != nil {
+		return ImportPreview{}, fmt.Errorf("save import: %w", err)
+	}
 	err = s.inTx(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO import_previews (`+importPreviewCol+`)
-			VALUES (?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?)`,
+			VALUES (?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?)`,
 			p.ID, owner.Subject, owner.Name, fileName, now.UnixNano(), p.ExpiresAt.UnixNano(),
-			p.New, p.Changed, p.Unchanged, p.Invalid, string(enc)); err != nil {
+			p.New, p.Changed, p.Unchanged, p.Invalid, string(ign), string(enc)); err != nil {
 			return err
 		}
 		// The newest by insertion (rowid), not by clock reading: a clock set back, or two
@@ -278,19 +304,29 @@ func (s *Store) GetImport(ctx context.Context, id, ownerSub string) (ImportPrevi
 // the preview (its match would differ). A changed row may rename its association to a
 // name another has, as the form may.
 func (s *Store) ApplyImport(ctx context.Context, id string, by Actor) (ImportPreview, error) {
-	var p ImportPreview
-	err := s.inTx(ctx, func(sqlTx *sql.Tx) error {
+	// The rows are read and decoded before the writer is taken (a large preview is
+	// megabytes of JSON); inside, the preview's state is read again, so a second Apply
+	// waiting behind the first sees it applied.
+	p, err := scanImport(s.readRow(ctx, `SELECT `+importPreviewCol+` FROM import_previews WHERE id = ? AND owner_sub = ?`, id, by.Subject))
+	if errors.Is(err, sql.ErrNoRows) {
+		return ImportPreview{}, ErrNotFound
+	}
+	if err != nil {
+		return ImportPreview{}, fmt.Errorf("apply import: %w", err)
+	}
+	err = s.inTx(ctx, func(sqlTx *sql.Tx) error {
 		// Thousands of rows run the same few statements: each is prepared once.
 		tx := newStmtTx(sqlTx)
 		defer tx.Close()
-		var err error
-		p, err = scanImport(tx.QueryRowContext(ctx, `SELECT `+importPreviewCol+` FROM import_previews WHERE id = ? AND owner_sub = ?`, id, by.Subject))
+		var applied sql.NullInt64
+		err := tx.QueryRowContext(ctx, `SELECT applied_at FROM import_previews WHERE id = ? AND owner_sub = ?`, id, by.Subject).Scan(&applied)
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
-			return ErrNotFound
+			return ErrNotFound // dropped for newer ones meanwhile
 		case err != nil:
 			return err
-		case !p.AppliedAt.IsZero():
+		case applied.Valid:
+			p.AppliedAt = fromNanos(applied)
 			return ErrImportApplied
 		case !s.Now().Before(p.ExpiresAt):
 			return ErrImportExpired
@@ -302,21 +338,44 @@ func (s *Store) ApplyImport(ctx context.Context, id string, by Actor) (ImportPre
 		// Check every row before writing any, so that the refusal names them all.
 		current := make([]Association, len(p.Rows))
 		var stale []StaleRow
+		nameCount := func(name string) (int, error) {
+			var n int
+			err := tx.QueryRowContext(ctx, importNameCount, name).Scan(&n)
+			return n, err
+		}
 		for i, r := range p.Rows {
 			if r.Kind == ImportNew {
-				var n int
-				if err := tx.QueryRowContext(ctx, importNameCount, r.Fields.DisplayName).Scan(&n); err != nil {
+				// It must still match nothing: as many live associations have its name.
+				n, err := nameCount(r.Name)
+				if err != nil {
 					return err
 				}
 				if n != r.SameName {
 					sr := StaleRow{Row: r.Row, Name: r.Name}
-					sr.Current, err = scanAssociation(tx.QueryRowContext(ctx, importByName, r.Fields.DisplayName))
+					sr.Current, err = scanAssociation(tx.QueryRowContext(ctx, importByName, r.Name))
 					if err != nil && !errors.Is(err, sql.ErrNoRows) {
 						return err
 					}
 					stale = append(stale, sr)
 				}
 				continue
+			}
+			if r.ByName {
+				// It must still match its association alone.
+				n, err := nameCount(r.Name)
+				if err != nil {
+					return err
+				}
+				if n != 1 {
+					sr := StaleRow{Row: r.Row, Name: r.Name, AssociationID: r.AssociationID, SameName: true}
+					sr.Current, err = scanAssociation(tx.QueryRowContext(ctx, selectAssociation+" WHERE id = ?", r.AssociationID))
+					if err != nil && !errors.Is(err, sql.ErrNoRows) {
+						return err
+					}
+					sr.Gone = err != nil || !sr.Current.DeletedAt.IsZero()
+					stale = append(stale, sr)
+					continue
+				}
 			}
 			cur, err := scanAssociation(tx.QueryRowContext(ctx, selectAssociation+" WHERE id = ?", r.AssociationID))
 			if err != nil && !errors.Is(err, sql.ErrNoRows) {
@@ -332,6 +391,9 @@ func (s *Store) ApplyImport(ctx context.Context, id string, by Actor) (ImportPre
 		}
 		now := s.Now().UTC()
 		for i, r := range p.Rows {
+			if r.Kind != ImportNew && r.Kind != ImportChanged {
+				continue
+			}
 			carts, rooms, err := encodeIDs(r.Fields)
 			if err != nil {
 				return err
@@ -368,9 +430,10 @@ func (s *Store) ApplyImport(ctx context.Context, id string, by Actor) (ImportPre
 	return ImportPreview{}, fmt.Errorf("apply import: %w", err)
 }
 
-// PurgeImports deletes the previews that expired before now.
-func (s *Store) PurgeImports(ctx context.Context, now time.Time) (int64, error) {
-	res, err := s.exec(ctx, `DELETE FROM import_previews WHERE expires_at <= ?`, now.UnixNano())
+// PurgeImports deletes the previews that expired before before. (Callers keep them a
+// while past expiry, so that an expired or applied preview's page still says so.)
+func (s *Store) PurgeImports(ctx context.Context, before time.Time) (int64, error) {
+	res, err := s.exec(ctx, `DELETE FROM import_previews WHERE expires_at <= ?`, before.UnixNano())
 	if err != nil {
 		return 0, fmt.Errorf("purge imports: %w", err)
 	}
@@ -382,11 +445,14 @@ func scanImport(row scanner) (ImportPreview, error) {
 		p                ImportPreview
 		created, expires int64
 		applied          sql.NullInt64
-		rows             string
+		ignored, rows    string
 	)
 	if err := row.Scan(&p.ID, &p.Owner.Subject, &p.Owner.Name, &p.FileName, &created, &expires, &applied,
-		&p.New, &p.Changed, &p.Unchanged, &p.Invalid, &rows); err != nil {
+		&p.New, &p.Changed, &p.Unchanged, &p.Invalid, &ignored, &rows); err != nil {
 		return p, err
+	}
+	if err := json.Unmarshal([]byte(ignored), &p.Ignored); err != nil {
+		return p, fmt.Errorf("import %s ignored: %w", p.ID, err)
 	}
 	p.CreatedAt, p.ExpiresAt, p.AppliedAt = time.Unix(0, created).UTC(), time.Unix(0, expires).UTC(), fromNanos(applied)
 	if err := json.Unmarshal([]byte(rows), &p.Rows); err != nil {

@@ -218,16 +218,18 @@ func TestSaveImportClassifiesRows(t *testing.T) {
 		t.Errorf("counts new %d changed %d unchanged %d invalid %d (changes %d); want 1 2 1 1 (3)",
 			p.New, p.Changed, p.Unchanged, p.Invalid, p.Changes())
 	}
-	want := []ImportRow{rows[0], rows[2], rows[3], rows[4]}
+	// The unchanged row keeps only what Apply checks: its association and revision.
+	unchanged := ImportRow{Row: 3, Kind: ImportUnchanged, Name: "beta", AssociationID: beta.ID, Revision: beta.Revision}
+	want := []ImportRow{rows[0], unchanged, rows[2], rows[3], rows[4]}
 	want[0].Kind, want[0].Name = ImportChanged, "alpha"
 	want[0].Changes = []FieldChange{
 		{Field: "description", Old: "d alpha", New: "Library only"},
 		{Field: "deviceCartIds", Added: []string{"cart-9"}, Removed: []string{"cart-alpha"}},
 	}
-	want[1].Kind, want[1].Name, want[1].Changes = ImportNew, "delta", obInitial("delta")
-	want[2].Kind, want[2].Changes = ImportInvalid, nil
-	want[3].Kind, want[3].Name = ImportChanged, "gamma 2"
-	want[3].Changes = []FieldChange{{Field: "displayName", Old: "gamma", New: "gamma 2"}}
+	want[2].Kind, want[2].Name, want[2].Changes = ImportNew, "delta", obInitial("delta")
+	want[3].Kind, want[3].Changes = ImportInvalid, nil
+	want[4].Kind, want[4].Name = ImportChanged, "gamma 2"
+	want[4].Changes = []FieldChange{{Field: "displayName", Old: "gamma", New: "gamma 2"}}
 	if !reflect.DeepEqual(p.Rows, want) {
 		t.Fatalf("rows:\n got %+v\nwant %+v", p.Rows, want)
 	}
@@ -248,17 +250,19 @@ func TestSaveImportClassifiesRows(t *testing.T) {
 		t.Fatalf("GetImport:\n got %+v\nwant %+v", got, p)
 	}
 
-	// Only unchanged rows: nothing kept but their count.
+	// Only unchanged rows: nothing kept but what Apply would check.
 	u := imSave(t, s, imAdmin, imChange(2, alpha, func(*Fields) {}), imChange(3, beta, func(*Fields) {}))
-	if len(u.Rows) != 0 || u.Unchanged != 2 || u.Changes() != 0 || u.Invalid != 0 {
+	if len(u.Rows) != 2 || u.Unchanged != 2 || u.Changes() != 0 || u.Invalid != 0 {
 		t.Errorf("all unchanged: %+v", u)
 	}
-	if g := imGet(t, s, u.ID, imAdmin.Subject); len(g.Rows) != 0 || g.Unchanged != 2 {
+	if g := imGet(t, s, u.ID, imAdmin.Subject); len(g.Rows) != 2 || g.Unchanged != 2 || g.Rows[1].AssociationID != beta.ID || g.Rows[1].Changes != nil {
 		t.Errorf("all unchanged, read back: %+v", g)
 	}
+	// An empty upload stores an empty array.
+	e := imSave(t, s, imAdmin)
 	var stored string
-	if err := s.write.QueryRowContext(ctx, `SELECT rows FROM import_previews WHERE id = ?`, u.ID).Scan(&stored); err != nil || stored != "[]" {
-		t.Errorf("stored rows of the unchanged preview = %q, %v; want []", stored, err)
+	if err := s.write.QueryRowContext(ctx, `SELECT rows FROM import_previews WHERE id = ?`, e.ID).Scan(&stored); err != nil || stored != "[]" {
+		t.Errorf("stored rows of an empty preview = %q, %v; want []", stored, err)
 	}
 
 	// Ids are long random strings: a preview's URL cannot be guessed.
@@ -416,12 +420,12 @@ func TestApplyImportCreatesAndChanges(t *testing.T) {
 	if applied.ID != p.ID || !applied.AppliedAt.Equal(at) || applied.New != 2 || applied.Changed != 3 {
 		t.Fatalf("applied preview: %+v", applied)
 	}
-	if len(applied.Rows) != 5 {
-		t.Fatalf("applied preview has %d rows, want 5", len(applied.Rows))
+	if len(applied.Rows) != 6 {
+		t.Fatalf("applied preview has %d rows, want 6", len(applied.Rows))
 	}
-	newIDs := []int64{applied.Rows[3].AssociationID, applied.Rows[4].AssociationID}
+	newIDs := []int64{applied.Rows[4].AssociationID, applied.Rows[5].AssociationID}
 	for i, r := range applied.Rows {
-		if i < 3 && r.AssociationID != p.Rows[i].AssociationID {
+		if i < 4 && r.AssociationID != p.Rows[i].AssociationID {
 			t.Errorf("changed row %d now links %d, want %d", r.Row, r.AssociationID, p.Rows[i].AssociationID)
 		}
 	}
@@ -478,7 +482,7 @@ func TestApplyImportCreatesAndChanges(t *testing.T) {
 
 	// New: created by the importer at revision 1, queued, recorded as imported.
 	for i, initial := range [][]FieldChange{obInitial("epsilon"), {{Field: "displayName", New: "twin"}, {Field: "version", New: "1"}}} {
-		row := applied.Rows[3+i]
+		row := applied.Rows[4+i]
 		a := obGet(t, s, newIDs[i])
 		if !a.Fields.Equal(row.Fields) || a.Revision != 1 || a.CreatedBy != imAdmin || a.UpdatedBy != imAdmin ||
 			!a.CreatedAt.Equal(at) || !a.UpdatedAt.Equal(at) || a.GraphID != "" {
@@ -865,5 +869,50 @@ func TestApplyImportOfNothingIsRefused(t *testing.T) {
 	}
 	if after := imCount(t, s); after != before {
 		t.Errorf("Apply of nothing saved something: %+v, was %+v", after, before)
+	}
+}
+
+// Apply checks every association the preview matched, also those it leaves as they are,
+// and that a row matched by display name still matches that association alone.
+func TestApplyImportRefusesWhenAnyMatchedAssociationChanged(t *testing.T) {
+	t.Parallel()
+	s, _ := openOutboxStore(t)
+	ctx := t.Context()
+	kept := obCreate(t, s, "kept")
+	named := obCreate(t, s, "named")
+	edited := obCreate(t, s, "edited")
+	byName := imChange(3, named, func(f *Fields) { f.Description = "from the file" })
+	byName.ByName = true
+	p := imSave(t, s, imAdmin,
+		imChange(2, kept, func(*Fields) {}),
+		byName,
+		imChange(4, edited, func(f *Fields) { f.Version = 9 }),
+	)
+	if p.Unchanged != 1 || p.Changed != 2 {
+		t.Fatalf("preview counts: %+v", p)
+	}
+	// Someone edits the association the file left unchanged, and another association
+	// takes the name row 3 matched by.
+	f := kept.Fields
+	f.Description = "meanwhile"
+	if _, err := s.UpdateAssociation(ctx, kept.ID, kept.Revision, f, Actor{Subject: "sub-bo", Name: "Bo"}); err != nil {
+		t.Fatal(err)
+	}
+	obCreate(t, s, "named")
+	before := imCount(t, s)
+	_, err := s.ApplyImport(ctx, p.ID, imAdmin)
+	var stale *StaleImportError
+	if !errors.As(err, &stale) {
+		t.Fatalf("ApplyImport: %v, want a *StaleImportError", err)
+	}
+	if len(stale.Rows) != 2 || stale.Rows[0].Row != 2 || stale.Rows[0].Current.UpdatedBy.Name != "Bo" ||
+		stale.Rows[1].Row != 3 || !stale.Rows[1].SameName || stale.Rows[1].Current.ID != named.ID {
+		t.Errorf("stale rows %+v; want row 2 (edited by Bo) and row 3 (its name now shared)", stale.Rows)
+	}
+	if after := imCount(t, s); after != before {
+		t.Errorf("the refused Apply saved something: %+v, was %+v", after, before)
+	}
+	if e := obGet(t, s, edited.ID); e.Version == 9 {
+		t.Error("row 4 was applied although the import was refused")
 	}
 }

@@ -130,6 +130,7 @@ func TestImportStaleNamesTheRows(t *testing.T) {
 		{Row: 2, Name: "Science iPads", AssociationID: 7, Current: store.Association{ID: 7, UpdatedAt: when, UpdatedBy: store.Actor{Name: "Bo"}}},
 		{Row: 3, Name: "Art", Current: store.Association{ID: 9, UpdatedAt: when, UpdatedBy: store.Actor{Name: "Cy"}}},
 		{Row: 4, Name: "Old", AssociationID: 8, Gone: true},
+		{Row: 5, Name: "Twin", AssociationID: 9, SameName: true, Current: store.Association{ID: 9}},
 	}}
 	doc, _ := render(t, views.ImportPreviewPage(adminPage, v))
 	got := testid(doc, "import-stale").Find("li").Map(func(_ int, s *goquery.Selection) string { return text(s) })
@@ -137,6 +138,7 @@ func TestImportStaleNamesTheRows(t *testing.T) {
 		"Row 2 (“Science iPads”): its association was changed by Bo at 30 Jun 2025, 14:05 UTC.",
 		"Row 3 (“Art”): an association with this display name was created or renamed by Bo at 30 Jun 2025, 14:05 UTC.",
 		"Row 4 (“Old”): its association was removed from cartclass.",
+		"Row 5 (“Twin”): another association now has this display name, so the row no longer says which one it changes.",
 	}
 	want[1] = strings.Replace(want[1], "Bo", "Cy", 1)
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {

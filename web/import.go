@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -24,6 +25,11 @@ import (
 
 // Limits of an upload.
 const (
+	// importSlots is how many uploads are read at once.
+	importSlots = 2
+	// importKeptFor is how long a preview is kept past its expiry, so that its page
+	// still says it was applied or expired.
+	importKeptFor  = 24 * time.Hour
 	maxImportBytes = 5 << 20
 	maxImportRows  = 5000
 	// maxImportBody is the most of an upload's body limitBody lets through: the file and
@@ -102,6 +108,16 @@ func (s *Server) renderImportForm(w http.ResponseWriter, r *http.Request, status
 // handleImportUpload reads an uploaded file, matches and checks every row, keeps the
 // preview and shows it. A file that cannot be read as a whole is refused on the form.
 func (s *Server) handleImportUpload(w http.ResponseWriter, r *http.Request) {
+	// Each upload being read holds its file and rows in memory (a few times its size):
+	// only importSlots are read at once, so a burst of uploads cannot grow memory far.
+	select {
+	case s.importSlots <- struct{}{}:
+		defer func() { <-s.importSlots }()
+	default:
+		w.Header().Set("Retry-After", "5")
+		s.renderImportForm(w, r, http.StatusServiceUnavailable, "Other CSV files are being read right now. Wait a few seconds, then upload this one again.")
+		return
+	}
 	name, data, err := readUpload(r)
 	var bad *uploadError
 	if errors.As(err, &bad) {
@@ -117,12 +133,16 @@ func (s *Server) handleImportUpload(w http.ResponseWriter, r *http.Request) {
 		s.renderImportForm(w, r, bad.status, bad.msg)
 		return
 	}
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
 	rows, err := s.planImport(r, f)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	p, err := s.store.SaveImport(r.Context(), s.actor(r), name, rows)
+	p, err := s.store.SaveImport(r.Context(), s.actor(r), name, rows, f.ignored...)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -182,6 +202,10 @@ func tooLarge() *uploadError {
 
 // uploadName is a file name as the browser sent it, kept to one short line of text.
 func uploadName(n string) string {
+	// Some browsers send the whole path ("C:\Users\…\carts.csv"): keep its last part.
+	if i := strings.LastIndexAny(n, `/\`); i >= 0 {
+		n = n[i+1:]
+	}
 	n = strings.Map(func(r rune) rune {
 		if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || r == utf8.RuneError {
 			return -1
@@ -256,7 +280,7 @@ func readImportCSV(data []byte) (*importFile, error) {
 	}
 	// A spreadsheet shows each line of the file as a row, empty ones too (which the CSV
 	// reader skips), and a record whose cells hold line breaks as one row.
-	row, end := 1, cr.InputOffset()
+	row, end := 1+emptyLines(data), cr.InputOffset()
 	for {
 		rec, err := cr.Read()
 		if errors.Is(err, io.EOF) {
@@ -386,6 +410,7 @@ func (s *Server) planImport(r *http.Request, f *importFile) ([]store.ImportRow, 
 	rows := make([]store.ImportRow, len(f.rows))
 	firstRow := map[int64]int{} // association → the row that changes it
 	newGraphIDs := map[string]int{}
+	newNames := map[string]int{} // a display name new in this file → the row that gives it
 	for i, rec := range f.rows {
 		m, key := matches[i], keys[i]
 		row := store.ImportRow{Row: rec.row, Name: key.DisplayName}
@@ -400,7 +425,7 @@ func (s *Server) planImport(r *http.Request, f *importFile) ([]store.ImportRow, 
 			row.Errors = append(row.Errors, store.ImportError{Column: colGraphID,
 				Message: "This association was deleted in cartclass. Restore it first (from the Deleted filter of the list), or clear the cell to create a new one."})
 		case key.GraphID != "" && !m.Found:
-			row.Errors = append(row.Errors, store.ImportError{Column: colGraphID, Message: "No association in cartclass has this Graph ID. Clear the cell to create a new association."})
+			row.Errors = append(row.Errors, store.ImportError{Column: colGraphID, Message: "No association in cartclass has this Graph ID. If it was made in Intune since cartclass last read it, press Refresh from Intune on the Sync page and upload again; to create a new association instead, clear the cell."})
 			if prev, dup := newGraphIDs[strings.ToLower(key.GraphID)]; dup {
 				row.Errors[0].Message = fmt.Sprintf("Row %d has the same Graph ID, which no association in cartclass has. Clear the cells to create new associations.", prev)
 			}
@@ -417,6 +442,10 @@ func (s *Server) planImport(r *http.Request, f *importFile) ([]store.ImportRow, 
 				firstRow[m.Association.ID] = rec.row
 			}
 			row.AssociationID, row.Revision, row.Base = m.Association.ID, m.Association.Revision, m.Association.Fields
+			row.ByName = key.GraphID == ""
+			if st := m.Association.Sync.State; st == store.SyncChanged || st == store.SyncDeleted {
+				row.SyncState = st
+			}
 		default:
 			row.SameName = m.SameName
 		}
@@ -427,6 +456,17 @@ func (s *Server) planImport(r *http.Request, f *importFile) ([]store.ImportRow, 
 			}
 		}
 		row.Fields = fields
+		// Two rows of one file that would leave two associations with the same new name
+		// (two new rows, or a rename onto a new row's name): the next import of this file
+		// could tell them apart by graphId only, which they do not have yet.
+		if _, bad := errs[views.FieldDisplayName]; !bad && (!m.Found || fields.DisplayName != m.Association.DisplayName) {
+			if prev, dup := newNames[fields.DisplayName]; dup {
+				row.Errors = append(row.Errors, store.ImportError{Column: views.FieldDisplayName,
+					Message: fmt.Sprintf("Row %d gives an association this display name already. Give each a different name, or change one of them in the form later.", prev)})
+			} else {
+				newNames[fields.DisplayName] = rec.row
+			}
+		}
 		rows[i] = row
 	}
 	return rows, nil
@@ -509,11 +549,24 @@ func sameAsStored(name, cell string, base store.Fields) bool {
 func (s *Server) handleImportShow(w http.ResponseWriter, r *http.Request) {
 	p, err := s.store.GetImport(r.Context(), r.PathValue("id"), s.actor(r).Subject)
 	expired := errors.Is(err, store.ErrImportExpired)
+	if errors.Is(err, store.ErrNotFound) {
+		s.renderImportGone(w, r)
+		return
+	}
 	if err != nil && !expired {
 		s.fail(w, r, err)
 		return
 	}
 	s.renderImportPreview(w, r, http.StatusOK, p, expired, nil)
+}
+
+// renderImportGone is the 404 of a preview that is not (or no longer) kept for this admin:
+// it says what to do rather than "mistyped link".
+func (s *Server) renderImportGone(w http.ResponseWriter, r *http.Request) {
+	p := s.page(w, r, "Import preview not found", listCrumb, views.Crumb{Label: "Import CSV", URL: importPath})
+	s.render(w, r, http.StatusNotFound, views.ErrorPage(p, views.ErrorInfo{Status: http.StatusNotFound, Title: "This import preview is not kept",
+		Message:     "cartclass keeps a preview for the admin who uploaded it, for a day, and only their newest five. Upload the file again to see what it would change now.",
+		ActionLabel: "Import CSV", ActionURL: importPath}))
 }
 
 // renderImportPreview shows preview p; expired is the store's word on it (its clock
@@ -557,6 +610,9 @@ func (s *Server) handleImportApply(w http.ResponseWriter, r *http.Request) {
 		s.setFlash(w, "import-already")
 	case errors.Is(err, store.ErrImportExpired), errors.Is(err, store.ErrImportInvalid), errors.Is(err, store.ErrImportNothing):
 		// The preview says so (only a stale or forged page offers Apply then).
+	case errors.Is(err, store.ErrNotFound):
+		s.renderImportGone(w, r)
+		return
 	case errors.As(err, &stale):
 		cur, gerr := s.store.GetImport(r.Context(), id, s.actor(r).Subject)
 		expired := errors.Is(gerr, store.ErrImportExpired)

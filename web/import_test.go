@@ -736,7 +736,7 @@ func TestImportRowErrorsBlockApply(t *testing.T) {
 		{"4", "version", "Enter a whole number from 0 to 2,147,483,647."},
 		{"5", "version", "Enter a whole number from 0 to 2,147,483,647."},
 		{"6", "deviceCartIds", "The device cart ID “xxxxxxxxxxxxxxxxxxxxxxxx…” has 129 characters; the limit is 128."},
-		{"7", "graphId", "No association in cartclass has this Graph ID. Clear the cell to create a new association."},
+		{"7", "graphId", "No association in cartclass has this Graph ID. If it was made in Intune since cartclass last read it, press Refresh from Intune on the Sync page and upload again; to create a new association instead, clear the cell."},
 		{"8", "graphId", "This association was deleted in cartclass. Restore it first (from the Deleted filter of the list), or clear the cell to create a new one."},
 		{"10", "displayName", "Row 9 changes this association already: a file may change each association once."},
 		{"11", "version", "Enter a whole number from 0 to 2,147,483,647."},
@@ -942,11 +942,11 @@ func TestImportAccess(t *testing.T) {
 			t.Fatalf("second admin's import form: %d, signed in as %q", r.status, text(r.testid("user-name")))
 		}
 		r := other.get(t, "/imports/"+id, false)
-		wantErrorPage(t, r, http.StatusNotFound, "Not found")
+		wantErrorPage(t, r, http.StatusNotFound, "This import preview is not kept")
 		if strings.Contains(r.body, "mine.csv") {
 			t.Error("the 404 page names the preview's file")
 		}
-		wantErrorPage(t, other.apply(t, id), http.StatusNotFound, "Not found")
+		wantErrorPage(t, other.apply(t, id), http.StatusNotFound, "This import preview is not kept")
 		wantState(t, db, before, "another admin")
 		// The owner still can (a check that the refusal was about the owner).
 		if r := app.get(t, "/imports/"+id, false); r.testid("import-apply").Length() != 1 {
@@ -1032,10 +1032,9 @@ func TestImportLinkOnList(t *testing.T) {
 	}
 }
 
-// Behaviour the implementation gets wrong today (see the report that came with this file):
-// each subtest states what is right and is skipped until the fix lands. Remove a Skip with
-// its fix.
-func TestImportKnownBugs(t *testing.T) {
+// Behaviour a first version got wrong, found by these tests: each subtest states what is
+// right.
+func TestImportRegressions(t *testing.T) {
 	t.Parallel()
 	app, _, _ := newImportApp(t, devidp.SubjectAdmin)
 	t.Run("unclosed quote names the line where the cell starts", func(t *testing.T) {
@@ -1081,4 +1080,58 @@ func TestImportKnownBugs(t *testing.T) {
 			t.Errorf("413 page says %q", got)
 		}
 	})
+}
+
+// The same file imported twice: the second preview says 0 changes. Two new rows of one
+// file with the same name would break that (neither has a graphId to be told apart by),
+// so the second is an error; and what the file did not read, or what will wait for a
+// choice, is said on the preview.
+func TestImportTwiceAndWhatThePreviewSays(t *testing.T) {
+	t.Parallel()
+	app, db, _ := newImportApp(t, devidp.SubjectAdmin)
+	file := []byte("displayName,Device Cart IDs,deviceCartIds\nArt,x,cart-1\nMusic,y,cart-2\n")
+	p, id := app.preview(t, "term.csv", file)
+	if got := counts(p); got != "2/0/0/0" {
+		t.Fatalf("first preview counts %s, want 2/0/0/0", got)
+	}
+	if got := text(p.testid("import-ignored")); !strings.HasPrefix(got, "Columns not read: “Device Cart IDs”.") {
+		t.Errorf("ignored columns note = %q", got)
+	}
+	app.follow(t, app.apply(t, id)).wantStatus(t, http.StatusOK)
+	again, _ := app.preview(t, "term.csv", file)
+	wantNothingToApply(t, again, 2)
+
+	dup, _ := app.preview(t, "dup.csv", []byte("displayName\nDrama\nDrama\n"))
+	if got := previewErrors(dup); len(got) != 1 || got[0].row != "3" || got[0].column != "displayName" ||
+		got[0].message != "Row 2 gives an association this display name already. Give each a different name, or change one of them in the form later." {
+		t.Errorf("two new rows with one name: errors %+v", got)
+	}
+	// A rename onto a new row's name is the same problem.
+	mustExec(t, db, `UPDATE associations SET graph_id = 'g-music' WHERE display_name = 'Music'`)
+	ren, _ := app.preview(t, "ren.csv", []byte("displayName,graphId\nTheatre,\nTheatre,g-music\n"))
+	if got := previewErrors(ren); len(got) != 1 || got[0].row != "3" || got[0].column != "displayName" {
+		t.Errorf("a rename onto a new row's name: errors %+v", got)
+	}
+	mustExec(t, db, `UPDATE associations SET graph_id = 'g-art', sync_state = 'changed' WHERE display_name = 'Art'`)
+	held, _ := app.preview(t, "held.csv", []byte("displayName,graphId,deviceCartIds\nArt,g-art,cart-9\n"))
+	if got := text(held.testid("import-held")); got != "Also changed in Intune: this change waits until you choose a version on its page." {
+		t.Errorf("held row note = %q", got)
+	}
+	if got := text(held.testid("import-ready")); !strings.Contains(got, "1 of them waits for your choice on its page") {
+		t.Errorf("Apply note = %q, want it to say one change waits", got)
+	}
+}
+
+// Row numbers are the spreadsheet's: empty lines before the header count too, and a file
+// name sent with its folder (as some browsers do) is shown as the file's name alone.
+func TestImportRowNumbersAndFileName(t *testing.T) {
+	t.Parallel()
+	app, _, _ := newImportApp(t, devidp.SubjectAdmin)
+	p, _ := app.preview(t, `C:\Users\ada\Desktop\carts.csv`, []byte("\n\ndisplayName,version\nA,1\n\nB,abc\n"))
+	if got := previewErrors(p); len(got) != 1 || got[0].row != "6" {
+		t.Errorf("errors %+v, want one on row 6", got)
+	}
+	if got := text(p.testid("import-title")); got != "Import “carts.csv”" {
+		t.Errorf("title = %q", got)
+	}
 }

@@ -38,7 +38,7 @@ type Store interface {
 	DeleteAssociation(ctx context.Context, id, revision int64, by store.Actor) (store.Association, error)
 	PurgeDeleted(ctx context.Context, before time.Time) (int64, error)
 	MatchImport(ctx context.Context, keys []store.ImportKey) ([]store.ImportMatch, error)
-	SaveImport(ctx context.Context, owner store.Actor, fileName string, rows []store.ImportRow) (store.ImportPreview, error)
+	SaveImport(ctx context.Context, owner store.Actor, fileName string, rows []store.ImportRow, ignored ...string) (store.ImportPreview, error)
 	GetImport(ctx context.Context, id, ownerSub string) (store.ImportPreview, error)
 	ApplyImport(ctx context.Context, id string, by store.Actor) (store.ImportPreview, error)
 	PurgeImports(ctx context.Context, now time.Time) (int64, error)
@@ -67,6 +67,7 @@ type Server struct {
 
 	signInLimiter *clientLimiter // per-client budget for the sign-in endpoints
 	tarpit        chan struct{}  // slots for answers held back from clients past their budget
+	importSlots   chan struct{}  // uploads being read (see handleImportUpload)
 	spentLogins   spentLogins    // sign-ins already completed, refused if replayed
 	refreshLocks  sync.Map       // subject → *sync.Mutex: one token refresh at a time per person
 	roleChecks    roleChecks
@@ -96,6 +97,7 @@ func New(ctx context.Context, cfg Config, st Store, log *slog.Logger, opts ...Op
 		httpClient:    &http.Client{Timeout: 15 * time.Second},
 		signInLimiter: newClientLimiter(signInRate, signInBurst, maxLimited),
 		tarpit:        make(chan struct{}, tarpitSlots),
+		importSlots:   make(chan struct{}, importSlots),
 	}
 	for _, o := range opts {
 		o(s)

@@ -283,7 +283,7 @@ func (s *Server) RunSessionCleanup(ctx context.Context, every time.Duration) {
 		case n > 0:
 			s.log.Info("deleted associations purged", "count", n, "deleted_before", now.Add(-store.DeletedFor))
 		}
-		n, err = s.store.PurgeImports(ctx, now)
+		n, err = s.store.PurgeImports(ctx, now.Add(-importKeptFor))
 		switch {
 		case err != nil && ctx.Err() == nil:
 			s.log.Error("purge of expired import previews failed", "err", err)

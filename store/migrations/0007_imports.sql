@@ -7,11 +7,13 @@
 --   file_name          the uploaded file's name, as the browser sent it (shown, never a path)
 --   created_at         when the preview was made (Unix nanoseconds, UTC)
 --   expires_at         when it can no longer be applied
---   applied_at         when it was applied; NULL before (kept until expiry, so that a
---                      second press of Apply says "already applied")
+--   applied_at         when it was applied; NULL before (kept until a day past expiry,
+--                      so that a second press of Apply says "already applied", and the
+--                      page of an applied or expired preview still says so)
 --   new_rows … invalid_rows  the preview's counts
---   rows               JSON array of the rows that are new, changed or have an error (see
---                      store.ImportRow); unchanged rows are only counted
+--   ignored            JSON array of the header's columns the import did not read
+--   rows               JSON array of every data row (see store.ImportRow); unchanged rows
+--                      hold only their association and its revision, for Apply's check
 -- History entries of kind csv (imported from CSV) hold the file's name in history.choice.
 CREATE TABLE import_previews (
     id             TEXT    PRIMARY KEY,
@@ -25,10 +27,11 @@ CREATE TABLE import_previews (
     changed_rows   INTEGER NOT NULL DEFAULT 0,
     unchanged_rows INTEGER NOT NULL DEFAULT 0,
     invalid_rows   INTEGER NOT NULL DEFAULT 0,
+    ignored        TEXT    NOT NULL DEFAULT '[]' CHECK (json_valid(ignored)),
     rows           TEXT    NOT NULL DEFAULT '[]' CHECK (json_valid(rows))
 );
 
--- One admin's previews, newest first (only the newest few are kept), and the expired ones
--- (the hourly cleanup).
-CREATE INDEX import_previews_owner ON import_previews (owner_sub, created_at DESC);
+-- One admin's previews (only the newest few, by rowid, are kept), and the expired ones
+-- (the cleanup).
+CREATE INDEX import_previews_owner ON import_previews (owner_sub);
 CREATE INDEX import_previews_expires ON import_previews (expires_at);
