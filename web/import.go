@@ -118,36 +118,35 @@ func (s *Server) handleImportUpload(w http.ResponseWriter, r *http.Request) {
 		s.renderImportForm(w, r, http.StatusServiceUnavailable, "Other CSV files are being read right now. Wait a few seconds, then upload this one again.")
 		return
 	}
-	name, data, err := readUpload(r)
+	var (
+		name string
+		f    *importFile
+		rows []store.ImportRow
+		p    store.ImportPreview
+	)
+	err := func() (err error) {
+		var data []byte
+		if name, data, err = readUpload(r); err != nil {
+			return err
+		}
+		if f, err = readImportCSV(data); err != nil {
+			return err
+		}
+		if rows, err = s.planImport(r, f); err != nil {
+			return err
+		}
+		p, err = s.store.SaveImport(r.Context(), s.actor(r), name, rows, f.ignored...)
+		return err
+	}()
 	var bad *uploadError
-	if errors.As(err, &bad) {
+	switch {
+	case errors.As(err, &bad):
 		s.renderImportForm(w, r, bad.status, bad.msg)
-		return
-	}
-	if err != nil {
+	case err != nil:
 		s.fail(w, r, err)
-		return
+	default:
+		redirect(w, r, views.ImportURL(p.ID))
 	}
-	f, err := readImportCSV(data)
-	if errors.As(err, &bad) {
-		s.renderImportForm(w, r, bad.status, bad.msg)
-		return
-	}
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	rows, err := s.planImport(r, f)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	p, err := s.store.SaveImport(r.Context(), s.actor(r), name, rows, f.ignored...)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	redirect(w, r, views.ImportURL(p.ID))
 }
 
 // readUpload reads the file part of a multipart upload: its name (as the browser gave it,
