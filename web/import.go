@@ -456,12 +456,13 @@ func (s *Server) planImport(r *http.Request, f *importFile) ([]store.ImportRow, 
 		}
 		row.Fields = fields
 		// Two rows of one file that would leave two associations with the same new name
-		// (two new rows, or a rename onto a new row's name): the next import of this file
-		// could tell them apart by graphId only, which they do not have yet.
+		// (two new rows, or a rename onto a new row's name): a new one has no graphId yet,
+		// so the next import of this same file could match it by name no more, and would
+		// create it again.
 		if _, bad := errs[views.FieldDisplayName]; !bad && (!m.Found || fields.DisplayName != m.Association.DisplayName) {
 			if prev, dup := newNames[fields.DisplayName]; dup {
 				row.Errors = append(row.Errors, store.ImportError{Column: views.FieldDisplayName,
-					Message: fmt.Sprintf("Row %d gives an association this display name already. Give each a different name, or change one of them in the form later.", prev)})
+					Message: fmt.Sprintf("Row %d gives an association this display name already. Give each its own name: a later import could not tell two new associations with one name apart.", prev)})
 			} else {
 				newNames[fields.DisplayName] = rec.row
 			}

@@ -1103,7 +1103,7 @@ func TestImportTwiceAndWhatThePreviewSays(t *testing.T) {
 
 	dup, _ := app.preview(t, "dup.csv", []byte("displayName\nDrama\nDrama\n"))
 	if got := previewErrors(dup); len(got) != 1 || got[0].row != "3" || got[0].column != "displayName" ||
-		got[0].message != "Row 2 gives an association this display name already. Give each a different name, or change one of them in the form later." {
+		got[0].message != "Row 2 gives an association this display name already. Give each its own name: a later import could not tell two new associations with one name apart." {
 		t.Errorf("two new rows with one name: errors %+v", got)
 	}
 	// A rename onto a new row's name is the same problem.
