@@ -58,36 +58,60 @@ func (s Skipped) Unwrap() error { return s.Err }
 // proves that an object absent from it is gone.
 func (c *Client) Pages(ctx context.Context) iter.Seq2[Page, error] {
 	return func(yield func(Page, error) bool) {
-		next := c.base + resourcePath
+		for l, err := range listPages(ctx, c, "list", c.base+resourcePath, decodeObject) {
+			if !yield(Page{Objects: l.items, Skipped: l.skipped, Last: l.last}, err) {
+				return
+			}
+		}
+	}
+}
+
+// listing is one page of any collection, before it is given its public type
+// (Page, ClassPage).
+type listing[T any] struct {
+	items   []T
+	skipped []Skipped
+	last    bool
+}
+
+// listPages is the one pager behind every listing (Pages, ClassPages), so the
+// rules Pages documents (opaque nextLink on the base URL's origin only, no
+// repeated URL, at most maxPages pages, a request only when the caller asks
+// for the next page, one error ending the iteration) hold for all of them
+// alike. It starts at first; decode reads one object of "value" (see
+// decodeItem); what names the listing in errors ("list" for Pages).
+func listPages[T any](ctx context.Context, c *Client, what, first string, decode func(json.RawMessage) (T, string, error)) iter.Seq2[listing[T], error] {
+	return func(yield func(listing[T], error) bool) {
+		next := first
 		seen := map[string]bool{}
 		for pages := 0; ; pages++ {
 			if pages >= maxPages {
-				yield(Page{}, fmt.Errorf("graph: list: more than %d pages", maxPages))
+				yield(listing[T]{}, fmt.Errorf("graph: %s: more than %d pages", what, maxPages))
 				return
 			}
 			seen[next] = true
 			res, err := c.do(ctx, http.MethodGet, next, nil)
 			if err != nil {
-				yield(Page{}, err)
+				yield(listing[T]{}, err)
 				return
 			}
-			page, link, err := decodePage(res)
+			page, link, err := decodePage(res, decode)
 			if err != nil {
-				yield(Page{}, err)
+				yield(listing[T]{}, err)
 				return
 			}
-			if page.Last {
+			if page.last {
 				yield(page, nil)
 				return
 			}
 			// Check the link before handing out the page, but report a bad
 			// one only when it would be followed.
-			next, err = c.nextURL(res, link, seen)
+			next, err = c.nextURL(what, res, link, seen)
 			if !yield(page, nil) {
 				return
 			}
 			if err != nil {
-				yield(Page{}, err)
+				yield(listing[T]{}, err)
 				return
 			}
 		}
@@ -96,65 +120,72 @@ func (c *Client) Pages(ctx context.Context) iter.Seq2[Page, error] {
 
 // nextURL resolves a nextLink against the request it came with and checks
 // that it stays on the base URL's origin and has not been requested before.
-func (c *Client) nextURL(res *result, link string, seen map[string]bool) (string, error) {
+func (c *Client) nextURL(what string, res *result, link string, seen map[string]bool) (string, error) {
 	nu, err := res.req.Parse(link)
 	if err != nil {
-		return "", fmt.Errorf("graph: list: bad @odata.nextLink: %w", err)
+		return "", fmt.Errorf("graph: %s: bad @odata.nextLink: %w", what, err)
 	}
 	if origin(nu) != origin(c.baseURL) {
-		return "", fmt.Errorf("graph: list: @odata.nextLink leaves %s://%s", c.baseURL.Scheme, c.baseURL.Host)
+		return "", fmt.Errorf("graph: %s: @odata.nextLink leaves %s://%s", what, c.baseURL.Scheme, c.baseURL.Host)
 	}
 	next := nu.String()
 	if seen[next] {
-		return "", errors.New("graph: list: @odata.nextLink repeats")
+		return "", fmt.Errorf("graph: %s: @odata.nextLink repeats", what)
 	}
 	return next, nil
 }
 
 // decodePage reads a listing page: the envelope strictly, each object on its
-// own, so one malformed object costs only itself.
-func decodePage(res *result) (Page, string, error) {
+// own with decode, so one malformed object costs only itself.
+func decodePage[T any](res *result, decode func(json.RawMessage) (T, string, error)) (listing[T], string, error) {
 	var env struct {
 		Value    json.RawMessage `json:"value"`
 		NextLink string          `json:"@odata.nextLink"`
 	}
 	if err := res.decode(&env); err != nil {
-		return Page{}, "", err
+		return listing[T]{}, "", err
 	}
 	var raw []json.RawMessage
 	if v := bytes.TrimSpace(env.Value); len(v) == 0 || v[0] != '[' {
-		return Page{}, "", res.fail(errors.New(`decode response: no "value" array`))
+		return listing[T]{}, "", res.fail(errors.New(`decode response: no "value" array`))
 	} else if err := json.Unmarshal(v, &raw); err != nil {
-		return Page{}, "", res.fail(fmt.Errorf("decode response: %w", err))
+		return listing[T]{}, "", res.fail(fmt.Errorf("decode response: %w", err))
 	}
-	page := Page{Objects: make([]Association, 0, len(raw)), Last: env.NextLink == ""}
+	page := listing[T]{items: make([]T, 0, len(raw)), last: env.NextLink == ""}
 	for _, r := range raw {
-		a, err := decodeObject(r)
+		item, id, err := decode(r)
 		if err != nil {
-			page.Skipped = append(page.Skipped, Skipped{ID: a.ID, Err: err})
+			page.skipped = append(page.skipped, Skipped{ID: id, Err: err})
 			continue
 		}
-		page.Objects = append(page.Objects, a)
+		page.items = append(page.items, item)
 	}
 	return page, env.NextLink, nil
 }
 
-// decodeObject decodes one listed object. On failure the returned
-// Association carries only the id, when one could be read.
-func decodeObject(r json.RawMessage) (Association, error) {
+// decodeObject decodes one listed association (see decodeItem).
+func decodeObject(r json.RawMessage) (Association, string, error) {
+	return decodeItem(r, func(a Association) string { return a.ID })
+}
+
+// decodeItem decodes one listed object of any kind: it must be a JSON
+// object that decodes into T and has a non-blank id (idOf). On failure it
+// returns the object's id when one could still be read, for Skipped.
+func decodeItem[T any](r json.RawMessage, idOf func(T) string) (T, string, error) {
+	var zero T
 	if v := bytes.TrimSpace(r); len(v) == 0 || v[0] != '{' {
-		return Association{}, fmt.Errorf("not a JSON object: %s", shorten(string(v), 40))
+		return zero, "", fmt.Errorf("not a JSON object: %s", shorten(string(v), 40))
 	}
-	var a Association
-	if err := json.Unmarshal(r, &a); err != nil {
+	var item T
+	if err := json.Unmarshal(r, &item); err != nil {
 		var id struct {
 			ID string `json:"id"`
 		}
 		_ = json.Unmarshal(r, &id) // best effort: the id may itself be the problem
-		return Association{ID: id.ID}, err
+		return zero, id.ID, err
 	}
-	if strings.TrimSpace(a.ID) == "" {
-		return Association{}, errors.New("object has no id")
+	if strings.TrimSpace(idOf(item)) == "" {
+		return zero, "", errors.New("object has no id")
 	}
-	return a, nil
+	return item, "", nil
 }

@@ -87,6 +87,10 @@ func (x *exchange) authenticate() bool {
 		x.w.header.Set("WWW-Authenticate", `Bearer realm="", error="invalid_token"`)
 		x.fail(st, "InvalidAuthenticationToken", "Access token has expired or is not yet valid.")
 	case http.StatusForbidden:
+		if x.isClasses() {
+			x.classesDenied()
+			return false
+		}
 		scopes := "DeviceManagementConfiguration.Read.All, DeviceManagementConfiguration.ReadWrite.All"
 		switch x.r.Method {
 		case http.MethodPost:

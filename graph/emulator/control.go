@@ -43,6 +43,11 @@ func (e *Emulator) newControlMux() *http.ServeMux {
 	mux.HandleFunc("POST /_emulator/objects", e.handleObjectPut)
 	mux.HandleFunc("PATCH /_emulator/objects/{id}", e.handleObjectChange)
 	mux.HandleFunc("DELETE /_emulator/objects/{id}", e.handleObjectRemove)
+	mux.HandleFunc("GET /_emulator/classes", func(w http.ResponseWriter, r *http.Request) {
+		reply(w, http.StatusOK, e.Classes())
+	})
+	mux.HandleFunc("POST /_emulator/classes", e.handleClassesSet)
+	mux.HandleFunc("POST /_emulator/classes/forbidden", e.handleClassesForbidden)
 	mux.HandleFunc("POST /_emulator/reset", func(w http.ResponseWriter, r *http.Request) {
 		e.Reset()
 		reply(w, http.StatusNoContent, nil)

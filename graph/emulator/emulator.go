@@ -10,6 +10,14 @@
 // worker; and changes made "as someone else in Intune" (PutObject,
 // ChangeObject, RemoveObject), so dev mode and tests can show drift.
 //
+// It also serves the school's education classes, read-only, for the
+// classroom pick-list: GET /beta/education/classes, paged like the
+// associations and honouring $select, with a deterministic default set of
+// about 300 classes of a UK secondary school (see SetClasses) and a switch
+// that answers 403 as Graph does without an EduRoster permission
+// (SetClassesForbidden). Classes live in memory only, never in the state
+// file.
+//
 // An Emulator is an http.Handler. Mount it at the root of a server; a graph
 // client then uses "<server URL>/beta" as its base URL.
 package emulator
@@ -85,6 +93,12 @@ type Emulator struct {
 	requests []Request
 	gen      uint64 // changes made so far (under mu)
 	savedGen uint64 // changes in the state file (under mu)
+
+	// classes is what GET /education/classes serves (under mu); it is
+	// replaced whole, never changed in place, so a page can be cut from it
+	// outside the lock.
+	classes          []graph.Class
+	classesForbidden bool
 
 	// Write-behind persistence (state.go).
 	saveMu    sync.Mutex    // serializes state file writes
@@ -190,6 +204,7 @@ func New(opts ...Option) *Emulator {
 		patchStatus: http.StatusNoContent,
 		control:     true,
 		objects:     map[string]*stored{},
+		classes:     DefaultClasses(),
 	}
 	for _, o := range opts {
 		o(e)
@@ -227,8 +242,8 @@ func (e *Emulator) Requests() []Request {
 }
 
 // Reset forgets objects, recorded requests, faults, latency and the write
-// counter (and saves the empty state when a state file is set). The page
-// size and write limit stay as set.
+// counter (and saves the empty state when a state file is set), and restores
+// the default classes, readable. The page size and write limit stay as set.
 func (e *Emulator) Reset() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -238,6 +253,8 @@ func (e *Emulator) Reset() {
 	e.faults = nil
 	e.latency = 0
 	e.writes = nil
+	e.classes = DefaultClasses()
+	e.classesForbidden = false
 	e.changedLocked()
 }
 
@@ -306,6 +323,9 @@ func (r *recorder) setStatus(s int) {
 //	POST   /_emulator/objects       create as someone else in Intune: a body like Graph's POST; 201 + object (PutObject)
 //	PATCH  /_emulator/objects/{id}  change as someone else: a body like Graph's PATCH; 200 + object, 404 (ChangeObject)
 //	DELETE /_emulator/objects/{id}  delete as someone else: 204, 404 (RemoveObject)
+//	GET    /_emulator/classes       current classes (Classes)
+//	POST   /_emulator/classes       replace them: a JSON array of {id,displayName,classCode,externalId}; empty body or null restores the defaults (SetClasses)
+//	POST   /_emulator/classes/forbidden  {"forbidden":true} answers 403 to classes reads; false ends it (SetClassesForbidden)
 //	POST   /_emulator/reset         Reset
 //
 // Control requests are not API requests: they are not recorded in
@@ -451,6 +471,10 @@ type exchange struct {
 // serveAPI authenticates, routes, throttles and runs the request.
 func (x *exchange) serveAPI() {
 	if !x.authenticate() {
+		return
+	}
+	if x.isClasses() {
+		x.serveClasses()
 		return
 	}
 	id, isItem, ok := x.route()
