@@ -216,6 +216,10 @@ func (w *Worker) runRead(ctx context.Context) {
 	if v, _ := classify(err, false); err != nil && v == throttle && ctx.Err() == nil {
 		// Intune asked to slow down: read again once the pause is over (readGate waits).
 		defer w.RequestRead(subject)
+	} else if ctx.Err() == nil {
+		// The classes go with every read, whatever became of the associations' (another
+		// permission): a failure here is only reported.
+		w.readClasses(ctx, subject)
 	}
 	attrs := []any{"objects", tally.objects, "pages", tally.pages, "imported", tally.Imported, "adopted", tally.Adopted,
 		"taken", tally.Taken, "to_push", tally.Pushed, "conflicts", tally.Conflicts, "missing", tally.missing,
