@@ -146,6 +146,7 @@ func tryStartApp(t *testing.T, db string) (*app, error) {
 		"CARTCLASS_ADDR":      addr,
 		"CARTCLASS_DB":        db,
 		"CARTCLASS_LOG_LEVEL": "error",
+		"CARTCLASS_TIMEZONE":  "UTC",
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	out, w := io.Pipe()

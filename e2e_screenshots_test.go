@@ -16,6 +16,7 @@ import (
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 
 	"github.com/cartclass/cartclass/web/devidp"
 )
@@ -199,6 +200,42 @@ func TestScreenshots(t *testing.T) {
 		admin.waitFor(`document.querySelector('#sync-status')?.dataset.syncState === 'changed'`)
 		admin.screenshot("changed-in-intune", v)
 	}
+	// The school's language: a class suggested while typing, and the Carts and Classrooms
+	// lookups (the seeded classroom ids are not classes, so one association gets two).
+	sci, maths := classID(t, "SCI-7B"), classID(t, "MAT-7B")
+	for i, v := range screenshotViewports {
+		admin := newTab(t, full)
+		admin.emulateMedia(reduceMotion)
+		admin.resize(v)
+		admin.signIn(devidp.SubjectAdmin)
+		if i == 0 {
+			admin.do(chromedp.Navigate(full.URL + "/sync"))
+			admin.waitFor(`(document.querySelector('[data-testid=classes-note]')?.textContent || '').includes('classes read from Microsoft Graph')`)
+			admin.do(
+				chromedp.Navigate(full.URL+"/associations/16/edit"),
+				chromedp.WaitVisible(tid("association-form")),
+				chromedp.SetValue(css("#classroomIds"), "room-116\n"+sci+"\n"+maths),
+				chromedp.Click(tid("save")),
+			)
+			admin.waitPath("/associations/16")
+		}
+		admin.do(
+			chromedp.Navigate(full.URL+"/associations/17/edit"),
+			chromedp.WaitVisible(tid("find-classroomIds")),
+			chromedp.Focus(css("#classroomIds-find")),
+		)
+		admin.press("7B")
+		admin.waitFor(`document.querySelectorAll('#classroomIds-suggestions [role=option]').length > 3`)
+		admin.press(kb.ArrowDown)
+		admin.press(kb.ArrowDown)
+		admin.screenshot("form-suggestions", v)
+
+		admin.do(chromedp.Navigate(full.URL+"/classrooms"), chromedp.WaitVisible(tid("classroom-row")))
+		admin.screenshot("classrooms", v)
+		admin.do(chromedp.Navigate(full.URL+"/carts"), chromedp.WaitVisible(tid("cart-row")))
+		admin.screenshot("carts", v)
+	}
+
 	// CSV import: a preview of changes with Apply, and one with rows that have errors.
 	dir := t.TempDir()
 	changes := filepath.Join(dir, "term-2-carts.csv")

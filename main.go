@@ -21,6 +21,9 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	// The IANA zone database inside the binary: CARTCLASS_TIMEZONE works on a machine or
+	// container image without one.
+	_ "time/tzdata"
 
 	"github.com/cartclass/cartclass/graph"
 	"github.com/cartclass/cartclass/graph/emulator"

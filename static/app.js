@@ -104,4 +104,107 @@
       clearDraft(form.dataset.draftKey);
     }
   });
+  // Suggestions under the id boxes (views/suggest.templ): an ARIA combobox whose listbox
+  // htmx fills. Arrow keys move through the options, Enter or a click adds the chosen id
+  // on a new line of the box, Escape closes the list. The finder is shown only here, so
+  // without JavaScript the boxes work as plain text.
+  function options(list) {
+    return Array.prototype.filter.call(list.querySelectorAll("[role=option]"), function (o) {
+      return o.getAttribute("aria-disabled") !== "true";
+    });
+  }
+  function setActive(input, list, next) {
+    options(list).forEach(function (o) { o.setAttribute("aria-selected", o === next ? "true" : "false"); });
+    if (next) {
+      input.setAttribute("aria-activedescendant", next.id);
+      next.scrollIntoView({ block: "nearest" });
+    } else {
+      input.removeAttribute("aria-activedescendant");
+    }
+  }
+  function closeList(input, list) {
+    list.innerHTML = "";
+    input.setAttribute("aria-expanded", "false");
+    input.removeAttribute("aria-activedescendant");
+  }
+  function choose(input, list, option) {
+    var box = document.getElementById(input.dataset.suggestTarget);
+    var status = input.parentNode.querySelector("[data-suggest-status]");
+    if (!box || !option) return;
+    var id = option.dataset.value;
+    var have = box.value.split(/[\r\n,\t]+/).map(function (s) { return s.trim(); });
+    if (have.indexOf(id) < 0) {
+      var v = box.value.replace(/\s+$/, "");
+      box.value = (v ? v + "\n" : "") + id;
+      box.dispatchEvent(new Event("input", { bubbles: true })); // keeps the draft
+      if (status) status.textContent = "Added " + option.dataset.label + ".";
+    } else if (status) {
+      status.textContent = option.dataset.label + " is already in the list.";
+    }
+    input.value = "";
+    closeList(input, list);
+  }
+  function initSuggest(root) {
+    root.querySelectorAll("[data-suggest]").forEach(function (el) { el.hidden = false; });
+  }
+  document.addEventListener("DOMContentLoaded", function () { initSuggest(document); });
+  document.addEventListener("htmx:load", function (event) { initSuggest(event.detail.elt); });
+  document.addEventListener("keydown", function (event) {
+    var input = event.target;
+    if (!input || !input.dataset || !input.dataset.suggestTarget) return;
+    var list = document.getElementById(input.getAttribute("aria-controls"));
+    var opts = options(list);
+    var current = list.querySelector("[aria-selected=true]");
+    var i = opts.indexOf(current);
+    switch (event.key) {
+      case "ArrowDown":
+        event.preventDefault();
+        setActive(input, list, opts[Math.min(i + 1, opts.length - 1)] || null);
+        break;
+      case "ArrowUp":
+        event.preventDefault();
+        setActive(input, list, i > 0 ? opts[i - 1] : opts[0] || null);
+        break;
+      case "Enter":
+        event.preventDefault(); // never submits the association form
+        choose(input, list, current || (opts.length === 1 ? opts[0] : null));
+        break;
+      case "Escape":
+        if (opts.length || list.children.length) {
+          event.preventDefault();
+          closeList(input, list);
+        }
+        break;
+    }
+  });
+  document.addEventListener("mousedown", function (event) {
+    var option = event.target.closest && event.target.closest(".suggestions [role=option]");
+    if (!option || option.getAttribute("aria-disabled") === "true") return;
+    event.preventDefault(); // keep the focus in the finder
+    var list = option.parentNode;
+    var input = document.querySelector("[aria-controls='" + list.id + "']");
+    if (input) choose(input, list, option);
+  });
+  document.addEventListener("htmx:afterSwap", function (event) {
+    var list = event.detail.target;
+    if (!list || list.getAttribute("role") !== "listbox") return;
+    var input = document.querySelector("[aria-controls='" + list.id + "']");
+    if (!input) return;
+    if (input.value.trim() === "") { closeList(input, list); return; }
+    input.setAttribute("aria-expanded", list.children.length ? "true" : "false");
+    input.removeAttribute("aria-activedescendant");
+  });
+
+  // "/" jumps to the page's search box (data-search-shortcut), as on GitHub or Gmail,
+  // unless the key is typed into a field or pressed with a modifier.
+  document.addEventListener("keydown", function (event) {
+    if (event.key !== "/" || event.ctrlKey || event.metaKey || event.altKey || event.defaultPrevented) return;
+    var t = event.target;
+    if (t && (t.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(t.tagName))) return;
+    var box = document.querySelector("[data-search-shortcut]");
+    if (!box) return;
+    event.preventDefault();
+    box.focus();
+    box.select();
+  });
 })();

@@ -1,6 +1,7 @@
 package views
 
 import (
+	"context"
 	"strings"
 	"time"
 
@@ -10,10 +11,12 @@ import (
 // PauseBanner is the admins' site-wide notice while pushing to Graph is held back for
 // reason (nil when all is well): until when, which permission is missing, whose sign-in
 // the waiting changes need (their names). The sync panel says the same at length.
-func PauseBanner(reason push.Reason, until time.Time, scope string, waiting []string) *Banner {
+//
+// ctx carries the school's time zone (WithZone).
+func PauseBanner(ctx context.Context, reason push.Reason, until time.Time, scope string, waiting []string) *Banner {
 	switch reason {
 	case push.ReasonThrottled:
-		return &Banner{Kind: "warning", Message: "Microsoft Graph asked cartclass to slow down: pushing is paused until " + formatClock(until) + "."}
+		return &Banner{Kind: "warning", Message: "Microsoft Graph asked cartclass to slow down: pushing is paused until " + formatClock(ctx, until) + "."}
 	case push.ReasonPermission:
 		return &Banner{Kind: "danger", Message: "Pushing to Microsoft Graph is paused: the permission " + scope + " is missing."}
 	case push.ReasonCredentials:

@@ -63,17 +63,6 @@ const htmxConfig = `{"allowEval":false,"allowScriptTags":false,"historyCacheSize
 
 func asset(name string) string { return static.Path(name) }
 
-// formatTime renders a timestamp for people; the zero time renders as a dash.
-func formatTime(t time.Time) string {
-	if t.IsZero() {
-		return "—"
-	}
-	return t.UTC().Format("2 Jan 2006, 15:04 UTC")
-}
-
-// formatClock renders a time of day, for "next attempt at" and "paused until".
-func formatClock(t time.Time) string { return t.UTC().Format("15:04:05 UTC") }
-
 // syncErrorText is Graph's error in plain words: status, code and the short message.
 func syncErrorText(e *store.SyncError) string {
 	out := ""

@@ -18,8 +18,14 @@ import (
 // render renders c and parses the result.
 func render(t *testing.T, c templ.Component) (*goquery.Document, string) {
 	t.Helper()
+	return renderCtx(t, context.Background(), c)
+}
+
+// renderCtx renders c with ctx (a time zone, say).
+func renderCtx(t *testing.T, ctx context.Context, c templ.Component) (*goquery.Document, string) {
+	t.Helper()
 	var buf bytes.Buffer
-	if err := c.Render(context.Background(), &buf); err != nil {
+	if err := c.Render(ctx, &buf); err != nil {
 		t.Fatalf("render: %v", err)
 	}
 	doc, err := goquery.NewDocumentFromReader(bytes.NewReader(buf.Bytes()))

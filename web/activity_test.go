@@ -367,7 +367,7 @@ func TestActivityAccess(t *testing.T) {
 	r := viewer.get(t, "/associations", false)
 	var nav []string
 	r.doc.Find(".site-nav a").Each(func(_ int, a *goquery.Selection) { nav = append(nav, text(a)) })
-	if !slices.Equal(nav, []string{"Associations", "Activity"}) {
+	if !slices.Equal(nav, []string{"Associations", "Carts", "Classrooms", "Activity"}) {
 		t.Errorf("viewer's header links = %q", nav)
 	}
 	r = viewer.get(t, "/activity", false)
@@ -381,7 +381,7 @@ func TestActivityAccess(t *testing.T) {
 	admin := newTestApp(t)
 	nav = nil
 	admin.get(t, "/activity", false).doc.Find(".site-nav a").Each(func(_ int, a *goquery.Selection) { nav = append(nav, text(a)) })
-	if !slices.Equal(nav, []string{"Associations", "Activity", "Sync", "Sessions"}) {
+	if !slices.Equal(nav, []string{"Associations", "Carts", "Classrooms", "Activity", "Sync", "Sessions"}) {
 		t.Errorf("admin's header links = %q", nav)
 	}
 

@@ -168,8 +168,10 @@ func (s *Server) handleAssociationShow(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h := views.History{Entries: entries, Before: before, More: more, Requests: requests}
+	r = s.withClassNames(r, a.ClassroomIDs)
+	warn := s.warningsFor(r, a)
 	p := s.page(w, r, a.DisplayName, listCrumb, views.Crumb{Label: a.DisplayName})
-	s.render(w, r, http.StatusOK, views.AssociationDetail(p, a, &h))
+	s.render(w, r, http.StatusOK, views.AssociationDetail(p, a, &h, warn))
 }
 
 func (s *Server) handleAssociationEdit(w http.ResponseWriter, r *http.Request) {
@@ -239,6 +241,7 @@ func (s *Server) handleAssociationUpdate(w http.ResponseWriter, r *http.Request)
 func (s *Server) renderConflict(w http.ResponseWriter, r *http.Request, mine store.Fields, base *views.AssociationValues, cur store.Association) {
 	c := rebase(mine, base, cur)
 	c.Current = cur
+	r = s.withClassNames(r, dedupe(append(slices.Clone(mine.ClassroomIDs), cur.ClassroomIDs...)))
 	if isHTMX(r) {
 		w.Header().Set("HX-Retarget", "#main")
 		w.Header().Set("HX-Reswap", "innerHTML show:window:top")
@@ -291,7 +294,16 @@ func parseBase(r *http.Request) *views.AssociationValues {
 func (s *Server) renderForm(w http.ResponseWriter, r *http.Request, status int, title string, f views.AssociationForm) {
 	crumbs := []views.Crumb{listCrumb, {Label: "New"}}
 	if f.ID != 0 {
-		crumbs = []views.Crumb{listCrumb, {Label: "Association", URL: views.AssociationURL(f.ID)}, {Label: "Edit"}}
+		// The crumb names the association as it was when the edit began (what the page
+		// behind it shows), not the name being typed.
+		name := "Association"
+		if f.Base != nil && strings.TrimSpace(f.Base.DisplayName) != "" {
+			name = f.Base.DisplayName
+		}
+		crumbs = []views.Crumb{listCrumb, {Label: name, URL: views.AssociationURL(f.ID)}, {Label: "Edit"}}
+		if title == "Edit association" {
+			title = "Edit " + name
+		}
 	}
 	s.renderPage(w, r, status, views.AssociationFormView(f), func() templ.Component {
 		return views.AssociationFormPage(s.page(w, r, title, crumbs...), f)

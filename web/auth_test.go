@@ -472,6 +472,13 @@ func TestRoles(t *testing.T) {
 	if h.status != http.StatusForbidden || !strings.Contains(h.body, "CartClass.Admin") || !strings.Contains(h.body, "CartClass.Viewer") {
 		t.Errorf("no-role page = %d %.300s", h.status, h.body)
 	}
+	// Its button signs out (a POST with the page's form), rather than leading back to a
+	// page that answers the same 403.
+	d := parseDoc(t, h.body)
+	if b := d.Find(`[data-testid="error-sign-out"]`); b.Length() != 1 || b.Closest("form").AttrOr("action", "") != "/auth/logout" ||
+		d.Find(`[data-testid="error-page"] a[href="/associations"]`).Length() != 0 {
+		t.Errorf("no-role page's action: sign-out button %d, back-to-list links %d", b.Length(), d.Find(`[data-testid="error-page"] a[href="/associations"]`).Length())
+	}
 	h = do(t, nobody, "GET", e.url+"/associations?q=room", nil, map[string]string{"HX-Request": "true", "HX-Target": "association-table"})
 	if h.status != http.StatusForbidden || strings.Contains(h.body, "Room 12") {
 		t.Errorf("no-role fragment = %d", h.status)

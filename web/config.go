@@ -56,6 +56,11 @@ type Config struct {
 	// HistoryKeep is CARTCLASS_HISTORY_KEEP: history entries older than this are pruned by
 	// the periodic clean-up; 0 keeps them for ever.
 	HistoryKeep time.Duration
+	// Timezone is CARTCLASS_TIMEZONE: pages show times in it (UTC on hover).
+	Timezone *time.Location
+	// EduClasses is CARTCLASS_EDU_CLASSES (on by default): the school's classes are read
+	// from Graph, for names beside classroom ids and suggestions while typing.
+	EduClasses bool
 }
 
 // minSyncEvery is the shortest schedule for reading Intune: each read lists every object,
@@ -101,6 +106,10 @@ type Var struct {
 
 const defaultGraphScopes = "https://graph.microsoft.com/DeviceManagementConfiguration.ReadWrite.All https://graph.microsoft.com/DeviceManagementServiceConfig.ReadWrite.All"
 
+// eduClassesScope is the delegated scope for listing the school's classes (the least that
+// Microsoft documents), requested by default unless CARTCLASS_EDU_CLASSES=off.
+const eduClassesScope = "https://graph.microsoft.com/EduRoster.ReadBasic"
+
 // Vars lists every variable cartclass reads, for -h and the README.
 var Vars = []Var{
 	{Name: "CARTCLASS_ADDR", Default: "127.0.0.1:8080", Usage: "host:port the web server listens on"},
@@ -123,13 +132,15 @@ var Vars = []Var{
 	{Name: "CARTCLASS_TRUSTED_PROXIES", Default: "", Usage: "comma-separated addresses or CIDR ranges of the reverse proxies in front of cartclass; only their X-Forwarded-For is read (to rate-limit sign-in per client)"},
 	{Name: "CARTCLASS_GRAPH_URL", Default: "https://graph.microsoft.com/beta", DevNote: "the built-in Graph emulator", Usage: "Graph base URL; the resource is <URL>/deviceManagement/cartToClassAssociations"},
 	{Name: "CARTCLASS_GRAPH_AUTH", Default: "delegated", Usage: "delegated: push with the token of the admin who made the change; app: client credentials"},
-	{Name: "CARTCLASS_GRAPH_SCOPES", Default: defaultGraphScopes, Usage: "Graph scopes requested at sign-in in delegated mode"},
+	{Name: "CARTCLASS_GRAPH_SCOPES", Default: defaultGraphScopes + " + " + eduClassesScope + " (unless CARTCLASS_EDU_CLASSES=off)", Usage: "Graph scopes requested at sign-in in delegated mode; when set, replaces the default list exactly"},
+	{Name: "CARTCLASS_EDU_CLASSES", Default: "on", Usage: "on: read the school's classes from <GRAPH_URL>/education/classes (delegated EduRoster.ReadBasic, or application EduRoster.Read.All) for class names and suggestions; off: classroom IDs only"},
 	{Name: "CARTCLASS_GRAPH_TOKEN_URL", Default: "the provider's token endpoint", Usage: "app mode: token endpoint for client credentials"},
 	{Name: "CARTCLASS_GRAPH_CLIENT_ID", Default: "CARTCLASS_OIDC_CLIENT_ID", Usage: "app mode: client id"},
 	{Name: "CARTCLASS_GRAPH_CLIENT_SECRET", Default: "CARTCLASS_OIDC_CLIENT_SECRET", Usage: "app mode: client secret", Secret: true},
 	{Name: "CARTCLASS_GRAPH_APP_SCOPE", Default: "https://graph.microsoft.com/.default", Usage: "app mode: scope requested"},
 	{Name: "CARTCLASS_GRAPH_WRITES_PER_20S", Default: "90", Usage: "writes sent to Graph per 20 s at most (Intune allows 100 per app); 0 lifts pacing"},
 	{Name: "CARTCLASS_GRAPH_SYNC_EVERY", Default: "15m", Usage: "read every association in Intune at start-up and then this often (a Go duration, at least 5s); 0 turns the schedule off (Refresh on the sync panel still reads)"},
+	{Name: "CARTCLASS_TIMEZONE", Default: "the server's time zone", Usage: "IANA time zone pages show times in, such as Europe/London (UTC on hover)"},
 	{Name: "CARTCLASS_HISTORY_KEEP", Default: "0", Usage: "delete history entries older than this (a Go duration, at least 24h, such as 8760h for a year) at the periodic clean-up; 0 keeps them for ever"},
 }
 
@@ -191,7 +202,21 @@ func LoadConfig(getenv func(string) string, dev bool) (Config, error) {
 	if cfg.GraphAuth != GraphAuthDelegated && cfg.GraphAuth != GraphAuthApp {
 		bad("CARTCLASS_GRAPH_AUTH=%q: want delegated or app", cfg.GraphAuth)
 	}
-	cfg.GraphScopes = strings.Fields(get("CARTCLASS_GRAPH_SCOPES"))
+	switch v := strings.TrimSpace(getenv("CARTCLASS_EDU_CLASSES")); strings.ToLower(v) {
+	case "", "on":
+		cfg.EduClasses = true
+	case "off":
+	default:
+		bad("CARTCLASS_EDU_CLASSES=%q: want on (read the school's classes from Graph) or off", v)
+	}
+	if v := strings.TrimSpace(getenv("CARTCLASS_GRAPH_SCOPES")); v != "" {
+		cfg.GraphScopes = strings.Fields(v)
+	} else {
+		cfg.GraphScopes = strings.Fields(defaultGraphScopes)
+		if cfg.EduClasses {
+			cfg.GraphScopes = append(cfg.GraphScopes, eduClassesScope)
+		}
+	}
 	cfg.GraphURL = strings.TrimSuffix(getenv("CARTCLASS_GRAPH_URL"), "/")
 	if cfg.GraphURL == "" && !dev {
 		cfg.GraphURL = "https://graph.microsoft.com/beta"
@@ -252,6 +277,17 @@ func LoadConfig(getenv func(string) string, dev bool) (Config, error) {
 			bad("%s=%q: want a positive duration such as 8h or 30m", d.name, get(d.name))
 		}
 		*d.dst = v
+	}
+
+	cfg.Timezone = time.Local
+	if tz := strings.TrimSpace(getenv("CARTCLASS_TIMEZONE")); tz != "" {
+		// LoadLocation would also take "Local" or a path; a school names its zone.
+		loc, err := time.LoadLocation(tz)
+		if err != nil || tz == "Local" || strings.HasPrefix(tz, "/") || strings.Contains(tz, "..") {
+			bad("CARTCLASS_TIMEZONE=%q: not an IANA time zone name; use one such as Europe/London, America/New_York or UTC", tz)
+		} else {
+			cfg.Timezone = loc
+		}
 	}
 
 	for _, p := range list(get("CARTCLASS_TRUSTED_PROXIES")) {

@@ -235,3 +235,24 @@ func TestConfigHistoryKeep(t *testing.T) {
 		t.Error("-h does not list CARTCLASS_HISTORY_KEEP")
 	}
 }
+
+func TestConfigTimezone(t *testing.T) {
+	cfg, err := web.LoadConfig(envFunc(required()), false)
+	if err != nil || cfg.Timezone != time.Local {
+		t.Fatalf("default CARTCLASS_TIMEZONE = %v, %v; want the server's zone", cfg.Timezone, err)
+	}
+	env := required()
+	env["CARTCLASS_TIMEZONE"] = " Europe/London "
+	if cfg, err := web.LoadConfig(envFunc(env), false); err != nil || cfg.Timezone.String() != "Europe/London" {
+		t.Errorf("CARTCLASS_TIMEZONE=Europe/London: %v, %v", cfg.Timezone, err)
+	}
+	// Refused by name: not a zone, a path, or "Local" (which names no zone).
+	for _, v := range []string{"Europe/Londn", "GMT+1 (summer)", "Local", "/etc/localtime", "../../etc/passwd"} {
+		env := required()
+		env["CARTCLASS_TIMEZONE"] = v
+		_, err := web.LoadConfig(envFunc(env), false)
+		if err == nil || !strings.Contains(err.Error(), `CARTCLASS_TIMEZONE="`+v+`": not an IANA time zone name; use one such as Europe/London, America/New_York or UTC`) {
+			t.Errorf("CARTCLASS_TIMEZONE=%q: %v", v, err)
+		}
+	}
+}

@@ -47,7 +47,9 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		e = views.ErrorInfo{Status: http.StatusForbidden, Title: "You don't have access to this"}
 		if forbidden.have == RoleNone {
 			e.Message = "You are signed in, but your account has no cartclass role. Ask your IT lead to give you the " +
-				roleNames(s.cfg.AdminRoles) + " role (to make changes) or the " + roleNames(s.cfg.ViewerRoles) + " role (to look only)."
+				roleNames(s.cfg.AdminRoles) + " role (to make changes) or the " + roleNames(s.cfg.ViewerRoles) + " role (to look only), " +
+				"then sign out and in again; or sign out to use another account."
+			e.SignOut = true // every page would answer this same 403
 		} else {
 			e.Message = "You have read-only access. Ask your IT lead for the " + roleNames(s.cfg.AdminRoles) + " role to make changes."
 		}

@@ -578,6 +578,16 @@ func (s *Server) renderImportPreview(w http.ResponseWriter, r *http.Request, sta
 	}
 	page := s.page(w, r, title, listCrumb, views.Crumb{Label: "Import CSV", URL: importPath}, views.Crumb{Label: title})
 	q := r.URL.Query()
+	var rooms []string
+	for _, row := range p.Rows {
+		for _, c := range row.Changes {
+			if c.Field == views.FieldClassroomIDs {
+				rooms = append(rooms, c.Added...)
+				rooms = append(rooms, c.Removed...)
+			}
+		}
+	}
+	r = s.withClassNames(r, dedupe(rooms))
 	s.render(w, r, status, views.ImportPreviewPage(page, views.ImportPreview{
 		Preview:     p,
 		Expired:     expired,

@@ -24,7 +24,8 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, c te
 	var buf bytes.Buffer
 	// Rendering only fills a buffer; a client that has stopped sending (a cut-off body)
 	// may still be reading, so its answer is rendered even when the request is cancelled.
-	if err := c.Render(context.WithoutCancel(r.Context()), &buf); err != nil {
+	ctx := views.WithZone(context.WithoutCancel(r.Context()), s.cfg.Timezone)
+	if err := c.Render(ctx, &buf); err != nil {
 		s.log.Error("render failed", "method", r.Method, "path", r.URL.Path, "err", err)
 		http.Error(w, "Internal server error", http.StatusInternalServerError)
 		return

@@ -54,6 +54,11 @@ func (s *Server) newPusher(ps push.Store) *push.Worker {
 		push.WithReadEvery(s.cfg.GraphSyncEvery),
 		push.WithScopes(s.cfg.GraphScopes...),
 	}, mode...)
+	if s.cfg.EduClasses {
+		if cs, ok := ps.(push.ClassStore); ok {
+			opts = append(opts, push.WithClasses(cs))
+		}
+	}
 	opts = append(opts, s.pushOpts...)
 	return push.New(ps, s.graph, tokens, opts...)
 }
@@ -63,6 +68,15 @@ func (s *Server) kick() {
 	if s.pusher != nil {
 		s.pusher.Kick()
 	}
+}
+
+// classesPermission is the Graph permission that listing classes needs, as cartclass runs:
+// the delegated one, or the application one in app mode.
+func (s *Server) classesPermission() string {
+	if s.cfg.GraphAuth == GraphAuthApp {
+		return graph.ClassesApplicationPermission + " (application)"
+	}
+	return graph.ClassesDelegatedPermission + " (delegated)"
 }
 
 // banner is the admins' notice while pushing is paused or waits for a sign-in.
@@ -77,7 +91,7 @@ func (s *Server) banner(ctx context.Context) *views.Banner {
 			names = append(names, s.nameOf(ctx, sub))
 		}
 	}
-	return views.PauseBanner(st.Reason, st.Until, st.Scope, names)
+	return views.PauseBanner(views.WithZone(ctx, s.cfg.Timezone), st.Reason, st.Until, st.Scope, names)
 }
 
 func (s *Server) handleSyncPanel(w http.ResponseWriter, r *http.Request) {
@@ -101,7 +115,7 @@ func (s *Server) handleSyncPanel(w http.ResponseWriter, r *http.Request) {
 	o := views.SyncOverview{
 		Depth: stats.Depth, OldestAge: stats.OldestAge, LastSuccess: st.LastSuccess,
 		Reason: st.Reason, Until: st.Until, Scope: st.Scope, AppOnly: s.cfg.GraphAuth == GraphAuthApp, Unsynced: unsynced.Total,
-		Read: s.pusher.ReadStatus(),
+		Read: s.pusher.ReadStatus(), Classes: s.pusher.ClassesStatus(), ClassesPermission: s.classesPermission(),
 	}
 	for _, sub := range st.Subjects {
 		o.Waiting = append(o.Waiting, s.nameOf(r.Context(), sub))

@@ -72,6 +72,7 @@ func testEnv(dbPath string) map[string]string {
 		"CARTCLASS_OIDC_CLIENT_SECRET": testSecret,
 		"CARTCLASS_OIDC_SCOPES":        "openid profile email",
 		"CARTCLASS_SESSION_KEY":        strings.Repeat("ab", 32),
+		"CARTCLASS_TIMEZONE":           "UTC", // the pages' times, whatever the machine's zone
 	}
 }
 
