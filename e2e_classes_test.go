@@ -109,3 +109,19 @@ func TestSlashFocusesSearch(t *testing.T) {
 		t.Errorf("typing a/b into the description gave %q", got)
 	}
 }
+
+// On a phone the signed-in name stays visible in the header (who is signed in matters on
+// a shared device).
+func TestSignedInNameOnAPhone(t *testing.T) {
+	a := startApp(t, nil)
+	tb := newTab(t, a)
+	tb.resize(viewport{360, 740, true})
+	tb.signIn(devidp.SubjectAdmin)
+	box := eval[map[string]float64](tb, `(() => { const r = document.querySelector('[data-testid=user-name]').getBoundingClientRect(); return {w: r.width, h: r.height, right: r.right}; })()`)
+	if box["w"] < 40 || box["h"] < 10 || box["right"] > 360 {
+		t.Errorf("the signed-in name on a 360 px phone is %v (hidden, clipped or off screen)", box)
+	}
+	if got := tb.text(`[data-testid=user-name]`); got != "Dev Admin" {
+		t.Errorf("name shown = %q", got)
+	}
+}

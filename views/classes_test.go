@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cartclass/cartclass/store"
 	"github.com/cartclass/cartclass/views"
@@ -92,5 +93,24 @@ func TestLookupPages(t *testing.T) {
 	doc, _ = render(t, views.CartsPage(adminPage, views.Lookup{Query: "zz", Page: 1, PerPage: 50}, nil))
 	if got := text(testid(doc, "no-results")); got != "No cart matches “zz”." {
 		t.Errorf("no results = %q", got)
+	}
+}
+
+// The conflict page and the import preview name classes too.
+func TestConflictAndImportPreviewNameClasses(t *testing.T) {
+	ctx := views.WithClassNames(context.Background(), map[string]store.Class{"c-1": {ID: "c-1", DisplayName: "7B Science"}})
+	cur := association(3, "Science iPads")
+	cur.ClassroomIDs = []string{"c-1"}
+	mine := cur.Fields
+	mine.Description = "mine"
+	doc, _ := renderCtx(t, ctx, views.ConflictView(views.Conflict{Mine: mine, Current: cur}))
+	if n := doc.Find(`[data-testid="class-name"]`).Length(); n != 2 {
+		t.Errorf("the conflict page names the class %d times, want 2 (both versions)", n)
+	}
+	p := store.ImportPreview{ID: "P", ExpiresAt: when.Add(time.Hour), Changed: 1, Rows: []store.ImportRow{{Row: 2, Kind: store.ImportChanged, Name: "x", AssociationID: 3,
+		Changes: []store.FieldChange{{Field: "classroomIds", Added: []string{"c-1"}, Removed: []string{"room-9"}}}}}}
+	doc, _ = renderCtx(t, ctx, views.ImportPreviewPage(adminPage, views.ImportPreview{Preview: p, ChangesPage: 1, ErrorsPage: 1}))
+	if got := texts(doc.Find(`[data-testid="import-change-lines"] li`)); got != "Classroom IDs: added c-1 (7B Science); removed room-9" {
+		t.Errorf("preview line = %q", got)
 	}
 }

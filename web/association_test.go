@@ -942,6 +942,14 @@ func TestEditFormPrefilled(t *testing.T) {
 	if got := r.hiddenRevision(t); got != "1" {
 		t.Errorf("revision = %q, want 1", got)
 	}
+	// The breadcrumb names the association the edit is of, and leads back to it.
+	crumbs := r.doc.Find("nav.breadcrumbs li")
+	if got := strings.Join(crumbs.Map(func(_ int, s *goquery.Selection) string { return text(s) }), " › "); got != "Associations › Lab carts › Edit" {
+		t.Errorf("breadcrumbs = %q", got)
+	}
+	if href, _ := crumbs.Eq(1).Find("a").Attr("href"); href != fmt.Sprintf("/associations/%d", a.ID) {
+		t.Errorf("the association's crumb links to %q", href)
+	}
 	if action, _ := r.testid("association-form").Attr("action"); action != fmt.Sprintf("/associations/%d", a.ID) {
 		t.Errorf("form action = %q", action)
 	}
