@@ -15,7 +15,7 @@ import (
 // read of Intune, see push/classes.go) and are kept in SQLite: nothing here asks Graph.
 
 const (
-	suggestLimit  = 8
+	suggestLimit  = 12 // a form of a year group has about 10 classes: "7B" shows them all
 	lookupPerPage = 50
 	maxSuggestQ   = 100 // runes of a suggestion query that are used
 )

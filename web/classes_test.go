@@ -82,8 +82,8 @@ func TestClassSuggestionsAndNames(t *testing.T) {
 	if _, got := g.suggestions(t, g.admin, "classes", sci.ID[:13]); len(got) != 1 || !strings.Contains(got[0], "SCI-7B") {
 		t.Errorf("suggestions for an id's start = %q", got)
 	}
-	if _, got := g.suggestions(t, g.admin, "classes", "7"); len(got) != 8 {
-		t.Errorf("suggestions for “7” = %d options, want the limit of 8", len(got))
+	if _, got := g.suggestions(t, g.admin, "classes", "7"); len(got) != 12 {
+		t.Errorf("suggestions for “7” = %d options, want the limit of 12", len(got))
 	}
 	if _, got := g.suggestions(t, g.admin, "classes", "  "); len(got) != 0 {
 		t.Errorf("suggestions for blanks = %q", got)

@@ -256,3 +256,28 @@ func TestConfigTimezone(t *testing.T) {
 		}
 	}
 }
+
+func TestConfigEduClasses(t *testing.T) {
+	cfg, err := web.LoadConfig(envFunc(required()), false)
+	if err != nil || !cfg.EduClasses {
+		t.Fatalf("default CARTCLASS_EDU_CLASSES: %v, %v; want on", cfg.EduClasses, err)
+	}
+	if got := strings.Join(cfg.GraphScopes, " "); !strings.HasSuffix(got, " https://graph.microsoft.com/EduRoster.ReadBasic") {
+		t.Errorf("default scopes %q do not ask for EduRoster.ReadBasic", got)
+	}
+	env := required()
+	env["CARTCLASS_EDU_CLASSES"] = "OFF"
+	cfg, err = web.LoadConfig(envFunc(env), false)
+	if err != nil || cfg.EduClasses || strings.Contains(strings.Join(cfg.GraphScopes, " "), "EduRoster") {
+		t.Errorf("CARTCLASS_EDU_CLASSES=OFF: on=%v scopes=%q err=%v; want off and no EduRoster scope", cfg.EduClasses, cfg.GraphScopes, err)
+	}
+	env["CARTCLASS_GRAPH_SCOPES"] = "a b"
+	env["CARTCLASS_EDU_CLASSES"] = "on"
+	if cfg, _ := web.LoadConfig(envFunc(env), false); strings.Join(cfg.GraphScopes, " ") != "a b" {
+		t.Errorf("CARTCLASS_GRAPH_SCOPES set: scopes %q, want exactly a b", cfg.GraphScopes)
+	}
+	env["CARTCLASS_EDU_CLASSES"] = "maybe"
+	if _, err := web.LoadConfig(envFunc(env), false); err == nil || !strings.Contains(err.Error(), `CARTCLASS_EDU_CLASSES="maybe": want on (read the school's classes from Graph) or off`) {
+		t.Errorf("CARTCLASS_EDU_CLASSES=maybe: %v", err)
+	}
+}
