@@ -72,13 +72,14 @@ func (w *Worker) readClasses(ctx context.Context, subject string) {
 	var ae *graph.APIError
 	denied := errors.As(err, &ae) && ae.Status == http.StatusForbidden
 	w.mu.Lock()
-	w.cls.attempted, w.cls.Denied = true, denied
+	w.cls.attempted = true
 	switch {
 	case err == nil:
-		w.cls.Count, w.cls.Last, w.cls.Error = len(classes), w.now(), ""
+		w.cls.Count, w.cls.Last, w.cls.Error, w.cls.Denied = len(classes), w.now(), "", false
 	case denied:
-		w.cls.Error = ""
+		w.cls.Error, w.cls.Denied = "", true
 	default:
+		// Denied stays as it was: only a read that succeeds shows the permission granted.
 		w.cls.Error = readError(err)
 	}
 	w.mu.Unlock()
@@ -109,7 +110,8 @@ func (w *Worker) listClasses(ctx context.Context, subject string) ([]store.Class
 	var out []store.Class
 	for page, err := range gc.ClassPages(ctx) {
 		if err != nil {
-			w.throttledBy(err)
+			// Not throttledBy: a 429 here fails this convenience read alone, and must not
+			// pause pushing to Intune.
 			return nil, err
 		}
 		for _, sk := range page.Skipped {

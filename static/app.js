@@ -151,7 +151,7 @@
   document.addEventListener("htmx:load", function (event) { initSuggest(event.detail.elt); });
   document.addEventListener("keydown", function (event) {
     var input = event.target;
-    if (!input || !input.dataset || !input.dataset.suggestTarget) return;
+    if (!input || !input.dataset || !input.dataset.suggestTarget || event.isComposing) return;
     var list = document.getElementById(input.getAttribute("aria-controls"));
     var opts = options(list);
     var current = list.querySelector("[aria-selected=true]");
@@ -163,7 +163,7 @@
         break;
       case "ArrowUp":
         event.preventDefault();
-        setActive(input, list, i > 0 ? opts[i - 1] : opts[0] || null);
+        setActive(input, list, i > 0 ? opts[i - 1] : null); // above the first: back to the text
         break;
       case "Enter":
         event.preventDefault(); // never submits the association form
@@ -190,9 +190,19 @@
     if (!list || list.getAttribute("role") !== "listbox") return;
     var input = document.querySelector("[aria-controls='" + list.id + "']");
     if (!input) return;
-    if (input.value.trim() === "") { closeList(input, list); return; }
+    // An answer for a finder the admin has left, or emptied, opens nothing.
+    if (input.value.trim() === "" || document.activeElement !== input) { closeList(input, list); return; }
     input.setAttribute("aria-expanded", list.children.length ? "true" : "false");
     input.removeAttribute("aria-activedescendant");
+  });
+
+  // Leaving the finder (Tab, a click elsewhere) closes its list; a click on an option keeps
+  // the focus (mousedown above), so it still chooses.
+  document.addEventListener("focusout", function (event) {
+    var input = event.target;
+    if (!input || !input.dataset || !input.dataset.suggestTarget) return;
+    var list = document.getElementById(input.getAttribute("aria-controls"));
+    if (list) closeList(input, list);
   });
 
   // "/" jumps to the page's search box (data-search-shortcut), as on GitHub or Gmail,

@@ -201,10 +201,12 @@ func Differing(a, b AssociationValues) map[string]bool {
 
 // AssociationForm is the create or edit form.
 type AssociationForm struct {
-	ID       int64 // 0 for a new association
-	Revision int64 // the revision the form was loaded from
-	Values   AssociationValues
-	Errors   map[string]string // field name → message
+	// ClassesOn offers the class finder under Classroom IDs (class names are read).
+	ClassesOn bool
+	ID        int64 // 0 for a new association
+	Revision  int64 // the revision the form was loaded from
+	Values    AssociationValues
+	Errors    map[string]string // field name → message
 	// Base is what the edit started from (revision Revision), sent back in hidden fields;
 	// nil for a new association.
 	Base *AssociationValues

@@ -53,7 +53,7 @@ func TestWarningsSaySoftly(t *testing.T) {
 }
 
 func TestSuggestionOptions(t *testing.T) {
-	doc, _ := render(t, views.ClassSuggestions("7b", []store.Class{{ID: "c-1", DisplayName: "7B Science", ClassCode: "SCI-7B"}, {ID: "c-2"}}, false))
+	doc, _ := render(t, views.ClassSuggestions("7b", []store.Class{{ID: "c-1", DisplayName: "7B Science", ClassCode: "SCI-7B"}, {ID: "c-2"}}, ""))
 	opts := doc.Find(`[role="option"]`)
 	if opts.Length() != 2 || attr(opts.First(), "data-value") != "c-1" || attr(opts.First(), "id") != "classroomIds-opt-0" {
 		t.Fatalf("options: %d, first %q", opts.Length(), attr(opts.First(), "data-value"))
@@ -112,5 +112,15 @@ func TestConflictAndImportPreviewNameClasses(t *testing.T) {
 	doc, _ = renderCtx(t, ctx, views.ImportPreviewPage(adminPage, views.ImportPreview{Preview: p, ChangesPage: 1, ErrorsPage: 1}))
 	if got := texts(doc.Find(`[data-testid="import-change-lines"] li`)); got != "Classroom IDs: added c-1 (7B Science); removed room-9" {
 		t.Errorf("preview line = %q", got)
+	}
+}
+
+func TestLookupPastTheLastPage(t *testing.T) {
+	doc, _ := render(t, views.CartsPage(adminPage, views.Lookup{Query: "cart", Page: 9, PerPage: 50, Total: 5}, nil))
+	if got := text(testid(doc, "no-results")); got != "No more results on this page. Back to the first page." {
+		t.Errorf("past the last page: %q", got)
+	}
+	if got := attr(testid(doc, "no-results").Find("a"), "href"); got != "/carts?q=cart" {
+		t.Errorf("first page link = %q", got)
 	}
 }

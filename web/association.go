@@ -241,6 +241,7 @@ func (s *Server) handleAssociationUpdate(w http.ResponseWriter, r *http.Request)
 func (s *Server) renderConflict(w http.ResponseWriter, r *http.Request, mine store.Fields, base *views.AssociationValues, cur store.Association) {
 	c := rebase(mine, base, cur)
 	c.Current = cur
+	c.Form.ClassesOn = s.classesOn()
 	r = s.withClassNames(r, dedupe(append(slices.Clone(mine.ClassroomIDs), cur.ClassroomIDs...)))
 	if isHTMX(r) {
 		w.Header().Set("HX-Retarget", "#main")
@@ -292,6 +293,7 @@ func parseBase(r *http.Request) *views.AssociationValues {
 
 // renderForm renders the association form page, or just the form for htmx.
 func (s *Server) renderForm(w http.ResponseWriter, r *http.Request, status int, title string, f views.AssociationForm) {
+	f.ClassesOn = s.classesOn()
 	crumbs := []views.Crumb{listCrumb, {Label: "New"}}
 	if f.ID != 0 {
 		// The crumb names the association as it was when the edit began (what the page

@@ -91,19 +91,26 @@ func suggestQuery(r *http.Request) string {
 // id holds what was typed.
 func (s *Server) handleSuggestClasses(w http.ResponseWriter, r *http.Request) {
 	q := suggestQuery(r)
-	if !s.classesOn() {
-		s.render(w, r, http.StatusOK, views.ClassSuggestions(q, nil, q != ""))
+	if q == "" {
+		s.render(w, r, http.StatusOK, views.ClassSuggestions(q, nil, ""))
 		return
 	}
-	var classes []store.Class
-	if q != "" {
-		var err error
-		if classes, err = s.store.SuggestClasses(r.Context(), q, suggestLimit); err != nil {
-			s.fail(w, r, err)
-			return
+	if !s.classesOn() {
+		s.render(w, r, http.StatusOK, views.ClassSuggestions(q, nil, "Class names are off; see the Sync page."))
+		return
+	}
+	classes, err := s.store.SuggestClasses(r.Context(), q, suggestLimit)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	note := ""
+	if len(classes) == 0 {
+		if n, err := s.store.ClassCount(r.Context()); err == nil && n == 0 {
+			note = "The school's classes have not been read from Microsoft Graph yet; any ID can still be typed in the box."
 		}
 	}
-	s.render(w, r, http.StatusOK, views.ClassSuggestions(q, classes, false))
+	s.render(w, r, http.StatusOK, views.ClassSuggestions(q, classes, note))
 }
 
 // handleSuggestCarts answers the Device cart IDs finder: the carts in use whose id holds

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/PuerkitoBio/goquery"
 
@@ -142,9 +143,36 @@ func TestClassesRefusedTurnsNamesOff(t *testing.T) {
 	if d.Find(`[data-testid="class-name"]`).Length() != 0 || d.Find(`[data-testid="warning-rooms"]`).Length() != 0 {
 		t.Error("class names or unknown-class warnings are shown while class names are off")
 	}
-	// Granted again: the next read turns them back on.
+	// A read that then fails another way (here a 503) does not turn them back on: only a
+	// read that succeeds shows the permission granted.
 	g.emu.SetClassesForbidden(false)
+	g.emu.Inject(emulator.Fault{Path: "/education/classes", Status: http.StatusServiceUnavailable, Count: 1})
+	if h := do(t, g.admin, "POST", g.url+"/sync/refresh", url.Values{}, nil); h.status != http.StatusSeeOther {
+		t.Fatal(h.status)
+	}
+	eventually(t, "the 503 to be answered", func() bool {
+		for _, r := range g.emu.Requests() {
+			if strings.Contains(r.Path, "/education/classes") && r.Status == http.StatusServiceUnavailable {
+				return true
+			}
+		}
+		return false
+	})
+	// The worker records the failure right after that answer: for a while after it, the
+	// note must keep saying off (with the bug it said the read had failed, names on).
+	for deadline := time.Now().Add(300 * time.Millisecond); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if note := g.classesNote(t); !strings.HasPrefix(note, "Class names are off") {
+			t.Fatalf("after a 403 and then a 503, the note says %q; want names still off", note)
+		}
+	}
+	// Granted again: the next read turns them back on.
 	g.readClasses(t, "310 classes read")
+
+	// A 429 on the classes fails that read alone: pushing to Intune is not paused.
+	g.emu.Inject(emulator.Fault{Path: "/education/classes", Status: http.StatusTooManyRequests, RetryAfter: "60", Count: 1})
+	g.readClasses(t, "The last read of the school's classes failed")
+	id2 := g.create(t, url.Values{"displayName": {"After the 429"}, "version": {"1"}})
+	g.waitState(t, id2, "synced")
 }
 
 // CARTCLASS_EDU_CLASSES=off: no class is requested from Graph, the scope is not asked for,
@@ -164,6 +192,12 @@ func TestClassesOff(t *testing.T) {
 		if strings.Contains(r.Path, "/education/") {
 			t.Errorf("Graph was asked for %s %s", r.Method, r.Path)
 		}
+	}
+	// The form offers no class finder (it could only say "off"), but still the carts in use.
+	d := g.page(t, "/associations/new")
+	if d.Find(`[data-testid="find-classroomIds"]`).Length() != 0 || d.Find(`[data-testid="find-deviceCartIds"]`).Length() != 1 {
+		t.Errorf("finders with class names off: classes %d, carts %d; want 0 and 1",
+			d.Find(`[data-testid="find-classroomIds"]`).Length(), d.Find(`[data-testid="find-deviceCartIds"]`).Length())
 	}
 }
 

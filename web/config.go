@@ -58,6 +58,8 @@ type Config struct {
 	HistoryKeep time.Duration
 	// Timezone is CARTCLASS_TIMEZONE: pages show times in it (UTC on hover).
 	Timezone *time.Location
+	// GraphScopesSet: CARTCLASS_GRAPH_SCOPES was given (it replaces the defaults).
+	GraphScopesSet bool
 	// EduClasses is CARTCLASS_EDU_CLASSES (on by default): the school's classes are read
 	// from Graph, for names beside classroom ids and suggestions while typing.
 	EduClasses bool
@@ -210,7 +212,7 @@ func LoadConfig(getenv func(string) string, dev bool) (Config, error) {
 		bad("CARTCLASS_EDU_CLASSES=%q: want on (read the school's classes from Graph) or off", v)
 	}
 	if v := strings.TrimSpace(getenv("CARTCLASS_GRAPH_SCOPES")); v != "" {
-		cfg.GraphScopes = strings.Fields(v)
+		cfg.GraphScopes, cfg.GraphScopesSet = strings.Fields(v), true
 	} else {
 		cfg.GraphScopes = strings.Fields(defaultGraphScopes)
 		if cfg.EduClasses {

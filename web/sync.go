@@ -116,6 +116,7 @@ func (s *Server) handleSyncPanel(w http.ResponseWriter, r *http.Request) {
 		Depth: stats.Depth, OldestAge: stats.OldestAge, LastSuccess: st.LastSuccess,
 		Reason: st.Reason, Until: st.Until, Scope: st.Scope, AppOnly: s.cfg.GraphAuth == GraphAuthApp, Unsynced: unsynced.Total,
 		Read: s.pusher.ReadStatus(), Classes: s.pusher.ClassesStatus(), ClassesPermission: s.classesPermission(),
+		ScopesSet: s.cfg.GraphScopesSet,
 	}
 	for _, sub := range st.Subjects {
 		o.Waiting = append(o.Waiting, s.nameOf(r.Context(), sub))
