@@ -33,12 +33,6 @@ type ClassesStatus struct {
 	Error  string    // why the last attempt failed (other than Denied), in words; empty after a success
 }
 
-// classesState is guarded by Worker.mu.
-type classesState struct {
-	ClassesStatus
-	attempted bool
-}
-
 // WithClasses turns on reading the school's classes (into st) after every read of Intune.
 func WithClasses(st ClassStore) Option {
 	return func(w *Worker) { w.classStore, w.cls.Enabled = st, st != nil }
@@ -49,7 +43,7 @@ func WithClasses(st ClassStore) Option {
 func (w *Worker) ClassesStatus() ClassesStatus {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.cls.ClassesStatus
+	return w.cls
 }
 
 // maxClasses bounds one read (a district tenant may hold many schools): beyond it the read
@@ -72,7 +66,6 @@ func (w *Worker) readClasses(ctx context.Context, subject string) {
 	var ae *graph.APIError
 	denied := errors.As(err, &ae) && ae.Status == http.StatusForbidden
 	w.mu.Lock()
-	w.cls.attempted = true
 	switch {
 	case err == nil:
 		w.cls.Count, w.cls.Last, w.cls.Error, w.cls.Denied = len(classes), w.now(), "", false

@@ -140,7 +140,7 @@ type Worker struct {
 	requests       int           // requests of any kind per `per` at most
 	readEvery      time.Duration // scheduled reads of Intune; 0: none
 	classStore     ClassStore    // nil: the school's classes are not read
-	cls            classesState  // guarded by mu
+	cls            ClassesStatus // guarded by mu
 	readBackoff    time.Duration // base and cap of the wait before a read after failed ones
 	readBackoffMax time.Duration
 	awaitPoll      time.Duration // how long an unanswered create waits for a read before asking again
