@@ -152,7 +152,11 @@ func tryStartApp(t *testing.T, db string) (*app, error) {
 	out, w := io.Pipe()
 	done := make(chan error, 1)
 	go func() {
-		err := run(ctx, func(k string) string { return env[k] }, true, w)
+		var environ []string
+		for k, v := range env {
+			environ = append(environ, k+"="+v)
+		}
+		err := run(ctx, environ, true, w)
 		w.CloseWithError(io.EOF)
 		done <- err
 	}()

@@ -2,7 +2,7 @@ package main
 
 // Screenshots of every main page at a desktop and a phone size, kept in docs/screenshots so
 // changes to the look are reviewed as pictures. Regenerate them with
-// `CARTCLASS_SCREENSHOTS=1 go test -run TestScreenshots .` (task screenshots).
+// `CARTCLASSTEST_SCREENSHOTS=1 go test -run TestScreenshots .` (task screenshots).
 
 import (
 	"context"
@@ -86,8 +86,8 @@ func (tb *tab) waitAllSynced(rows int) {
 }
 
 func TestScreenshots(t *testing.T) {
-	if os.Getenv("CARTCLASS_SCREENSHOTS") != "1" {
-		t.Skip("set CARTCLASS_SCREENSHOTS=1 to regenerate docs/screenshots (task screenshots)")
+	if os.Getenv("CARTCLASSTEST_SCREENSHOTS") != "1" {
+		t.Skip("set CARTCLASSTEST_SCREENSHOTS=1 to regenerate docs/screenshots (task screenshots)")
 	}
 	browser(t)
 	if err := os.MkdirAll(screenshotDir, 0o755); err != nil {

@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -34,21 +35,51 @@ import (
 
 func main() {
 	dev := flag.Bool("dev", false, "development mode: embedded defaults on loopback")
+	version := flag.Bool("version", false, "print the version and the VCS revision it was built from, then exit")
 	flag.Usage = func() {
 		out := flag.CommandLine.Output()
-		fmt.Fprintf(out, "Usage: cartclass [-dev]\n\nFlags:\n")
+		fmt.Fprintf(out, "Usage: cartclass [-dev | -version]\n\nFlags:\n")
 		flag.PrintDefaults()
 		fmt.Fprintf(out, "\nConfiguration comes from the environment:\n\n")
 		web.PrintVars(out)
 	}
 	flag.Parse()
+	if *version {
+		bi, _ := debug.ReadBuildInfo()
+		fmt.Println(versionLine(bi))
+		return
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Getenv, *dev, os.Stdout); err != nil {
+	if err := run(ctx, os.Environ(), *dev, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "cartclass:", err)
 		os.Exit(1)
 	}
+}
+
+// versionLine is what -version prints: the module version, the VCS revision and time the
+// binary was built from (and whether the tree had uncommitted changes), and Go's version,
+// all from the build info Go embeds.
+func versionLine(bi *debug.BuildInfo) string {
+	if bi == nil {
+		return "cartclass (no build information)"
+	}
+	settings := map[string]string{}
+	for _, s := range bi.Settings {
+		settings[s.Key] = s.Value
+	}
+	line := "cartclass " + bi.Main.Version
+	if rev := settings["vcs.revision"]; rev != "" {
+		line += " revision " + rev
+		if settings["vcs.modified"] == "true" {
+			line += " (with uncommitted changes)"
+		}
+		if t := settings["vcs.time"]; t != "" {
+			line += " of " + t
+		}
+	}
+	return line + ", " + bi.GoVersion
 }
 
 // startDevIdP runs the built-in OpenID Connect provider on loopback and points cfg at it.
@@ -99,8 +130,8 @@ func startDevGraph(dbPath string, log *slog.Logger) (string, func(), error) {
 }
 
 // run starts cartclass and blocks until ctx is done, then shuts down gracefully.
-func run(ctx context.Context, getenv func(string) string, dev bool, stdout io.Writer) error {
-	cfg, err := web.LoadConfig(getenv, dev)
+func run(ctx context.Context, environ []string, dev bool, stdout io.Writer) error {
+	cfg, err := web.LoadEnv(environ, dev)
 	if err != nil {
 		return err
 	}

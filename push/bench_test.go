@@ -19,9 +19,9 @@ import (
 	"github.com/cartclass/cartclass/store"
 )
 
-// benchN is how many associations each run pushes (CARTCLASS_BENCH_N, default 1,000).
+// benchN is how many associations each run pushes (CARTCLASSTEST_BENCH_N, default 1,000).
 func benchN() int {
-	if n, err := strconv.Atoi(os.Getenv("CARTCLASS_BENCH_N")); err == nil && n > 0 {
+	if n, err := strconv.Atoi(os.Getenv("CARTCLASSTEST_BENCH_N")); err == nil && n > 0 {
 		return n
 	}
 	return 1000
@@ -108,7 +108,7 @@ func emulatorRate(b *testing.B, n, c int) float64 {
 }
 
 // BenchmarkPush pushes 1,000 creates through the emulator at 50 ms latency. Run with
-// -benchtime=1x. The paced case takes about 220 s and runs only with CARTCLASS_BENCH_PACED=1.
+// -benchtime=1x. The paced case takes about 220 s and runs only with CARTCLASSTEST_BENCH_PACED=1.
 func BenchmarkPush(b *testing.B) {
 	n := benchN()
 	for _, c := range []int{1, 4, 16} {
@@ -129,8 +129,8 @@ func BenchmarkPush(b *testing.B) {
 		})
 	}
 	b.Run("paced-90per20s/limit-100per20s", func(b *testing.B) {
-		if os.Getenv("CARTCLASS_BENCH_PACED") == "" {
-			b.Skip("takes ~220 s; set CARTCLASS_BENCH_PACED=1")
+		if os.Getenv("CARTCLASSTEST_BENCH_PACED") == "" {
+			b.Skip("takes ~220 s; set CARTCLASSTEST_BENCH_PACED=1")
 		}
 		for range b.N {
 			d, emu := benchDrain(b, n, []emulator.Option{emulator.WithWriteLimit(100, 20*time.Second)})

@@ -28,9 +28,9 @@ import (
 // the store file and pushes to the emulator, which lives in the parent so that it survives
 // the child's SIGKILL.
 const (
-	envChild = "CARTCLASS_CRASH_CHILD" // "burst" or "drain"
-	envDB    = "CARTCLASS_CRASH_DB"
-	envGraph = "CARTCLASS_CRASH_GRAPH"
+	envChild = "CARTCLASSTEST_CRASH_CHILD" // "burst" or "drain"
+	envDB    = "CARTCLASSTEST_CRASH_DB"
+	envGraph = "CARTCLASSTEST_CRASH_GRAPH"
 )
 
 // childLease is short so that the restarted child takes over the dead one's leases soon.

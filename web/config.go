@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -150,6 +151,88 @@ var Vars = []Var{
 // reporting every bad or missing variable in one error. In dev mode the OIDC settings may
 // be empty: main fills them in from the built-in provider.
 func LoadConfig(getenv func(string) string, dev bool) (Config, error) {
+	return loadConfig(getenv, nil, dev)
+}
+
+// LoadEnv is LoadConfig from an environment as os.Environ gives it ("NAME=value"), also
+// refusing a CARTCLASS_ variable that is no setting — a misspelt one would otherwise be
+// ignored in silence — and naming the closest setting.
+func LoadEnv(environ []string, dev bool) (Config, error) {
+	env := map[string]string{}
+	var names []string
+	for _, kv := range environ {
+		k, v, _ := strings.Cut(kv, "=")
+		env[k] = v
+		names = append(names, k)
+	}
+	return loadConfig(func(k string) string { return env[k] }, names, dev)
+}
+
+// varPrefix starts every cartclass setting. Switches that only the tests read start with
+// CARTCLASSTEST_ instead, so that they are never taken for a misspelt setting.
+const varPrefix = "CARTCLASS_"
+
+// unknownVars says, for each name in names that starts like a setting but is none, that
+// it is not one, and which setting it probably meant.
+func unknownVars(names []string) []string {
+	var out []string
+	for _, n := range names {
+		if !strings.HasPrefix(n, varPrefix) || knownVar(n) {
+			continue
+		}
+		msg := n + " is not a cartclass setting"
+		if best := closestVar(n); best != "" {
+			msg += "; did you mean " + best + "?"
+		} else {
+			msg += " (cartclass -h lists them)"
+		}
+		out = append(out, msg)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func knownVar(name string) bool {
+	return slices.ContainsFunc(Vars, func(v Var) bool { return v.Name == name })
+}
+
+// closestVar is the setting nearest to name by edit distance, if it is near enough to be
+// a slip (at most a third of the name's letters after the prefix differ), else "".
+func closestVar(name string) string {
+	best, bestD := "", -1
+	for _, v := range Vars {
+		if d := editDistance(name, v.Name); bestD < 0 || d < bestD {
+			best, bestD = v.Name, d
+		}
+	}
+	if bestD > max(2, (len(name)-len(varPrefix))/3) {
+		return ""
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance between a and b (bytes: the names are ASCII).
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+func loadConfig(getenv func(string) string, names []string, dev bool) (Config, error) {
 	set := func(name string) bool { return strings.TrimSpace(getenv(name)) != "" }
 	get := func(name string) string {
 		if v := strings.TrimSpace(getenv(name)); v != "" {
@@ -307,6 +390,7 @@ func LoadConfig(getenv func(string) string, dev bool) (Config, error) {
 		cfg.TrustedProxies = append(cfg.TrustedProxies, n)
 	}
 
+	problems = append(problems, unknownVars(names)...)
 	if len(problems) > 0 {
 		return cfg, errors.New("invalid configuration:\n  " + strings.Join(problems, "\n  "))
 	}

@@ -281,3 +281,36 @@ func TestConfigEduClasses(t *testing.T) {
 		t.Errorf("CARTCLASS_EDU_CLASSES=maybe: %v", err)
 	}
 }
+
+// A CARTCLASS_ variable that is no setting is refused, naming the setting it probably
+// meant, together with every other problem; other variables, and the tests' own
+// CARTCLASSTEST_ switches, are none of cartclass's business.
+func TestUnknownVariablesAreRefused(t *testing.T) {
+	var environ []string
+	for k, v := range required() {
+		environ = append(environ, k+"="+v)
+	}
+	good := append(environ, "PATH=/usr/bin", "CARTCLASSTEST_SCREENSHOTS=1", "CARTCLASS=1")
+	if _, err := web.LoadEnv(good, false); err != nil {
+		t.Fatalf("LoadEnv of a good environment: %v", err)
+	}
+	bad := append(environ, "CARTCLASS_OIDC_ISUER=https://x", "CARTCLASS_TIMEZON=UTC", "CARTCLASS_FROBNICATE=1", "CARTCLASS_LOG_LEVEL=loud")
+	_, err := web.LoadEnv(bad, false)
+	if err == nil {
+		t.Fatal("unknown variables accepted")
+	}
+	msg := err.Error()
+	for _, want := range []string{
+		"CARTCLASS_OIDC_ISUER is not a cartclass setting; did you mean CARTCLASS_OIDC_ISSUER?",
+		"CARTCLASS_TIMEZON is not a cartclass setting; did you mean CARTCLASS_TIMEZONE?",
+		"CARTCLASS_FROBNICATE is not a cartclass setting (cartclass -h lists them)",
+		`CARTCLASS_LOG_LEVEL="loud"`, // reported in the same message
+	} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("message lacks %q:\n%s", want, msg)
+		}
+	}
+	if strings.Contains(msg, "https://x") {
+		t.Errorf("the message echoes a value: %s", msg)
+	}
+}
