@@ -38,12 +38,19 @@ func main() {
 	version := flag.Bool("version", false, "print the version and the VCS revision it was built from, then exit")
 	flag.Usage = func() {
 		out := flag.CommandLine.Output()
-		fmt.Fprintf(out, "Usage: cartclass [-dev | -version]\n\nFlags:\n")
+		fmt.Fprintf(out, "Usage: cartclass [-dev | -version]\n       cartclass [-dev] backup FILE   (a consistent copy of the database, while cartclass runs)\n\nFlags:\n")
 		flag.PrintDefaults()
 		fmt.Fprintf(out, "\nConfiguration comes from the environment:\n\n")
 		web.PrintVars(out)
 	}
 	flag.Parse()
+	if flag.Arg(0) == "backup" {
+		if err := backupCommand(flag.Args()[1:], *dev); err != nil {
+			fmt.Fprintln(os.Stderr, "cartclass backup:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *version {
 		bi, _ := debug.ReadBuildInfo()
 		fmt.Println(versionLine(bi))
@@ -55,6 +62,55 @@ func main() {
 	if err := run(ctx, os.Environ(), *dev, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "cartclass:", err)
 		os.Exit(1)
+	}
+}
+
+// backupCommand is "cartclass backup FILE": a consistent copy of the database that
+// CARTCLASS_DB names (the dev one with -dev) into FILE, which must not exist. It reads
+// nothing else of the configuration, and migrates nothing, so it works beside any running
+// cartclass.
+func backupCommand(args []string, dev bool) error {
+	if len(args) != 1 || strings.TrimSpace(args[0]) == "" {
+		return errors.New("usage: cartclass backup FILE (FILE must not exist yet)")
+	}
+	db := strings.TrimSpace(os.Getenv("CARTCLASS_DB"))
+	switch {
+	case db != "":
+	case dev:
+		db = "cartclass-dev.db"
+	default:
+		db = "cartclass.db"
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := store.BackupFile(ctx, db, args[0]); err != nil {
+		return err
+	}
+	fmt.Printf("backed up %s to %s\n", db, args[0])
+	return nil
+}
+
+// runBackups writes a backup into cfg.BackupDir every cfg.BackupEvery, keeping the newest
+// cfg.BackupKeep. The first is one period after start-up, not at it: a server that
+// restarts in a loop must not rotate the good old backups away.
+func runBackups(ctx context.Context, st *store.Store, cfg web.Config, log *slog.Logger) {
+	t := time.NewTicker(cfg.BackupEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		start := time.Now()
+		path, removed, err := st.BackupInto(ctx, cfg.BackupDir, start, cfg.BackupKeep)
+		if err != nil {
+			if ctx.Err() == nil {
+				log.Error("backup failed", "dir", cfg.BackupDir, "err", err)
+			}
+			continue
+		}
+		log.Info("backup written", "path", path, "removed_old", removed, "duration", time.Since(start))
 	}
 }
 
@@ -179,6 +235,9 @@ func run(ctx context.Context, environ []string, dev bool, stdout io.Writer) erro
 	go func() { defer close(pushDone); app.RunPusher(pushCtx) }()
 	defer func() { stopPush(); <-pushDone }()
 	go app.RunSessionCleanup(pushCtx, 10*time.Minute)
+	if cfg.BackupDir != "" {
+		go runBackups(pushCtx, st, cfg, log)
+	}
 	srv := &http.Server{
 		Handler:           app,
 		ReadHeaderTimeout: 10 * time.Second,

@@ -43,6 +43,7 @@ var migrations embed.FS
 // a time anyway: queueing writers here, rather than on SQLite's file lock, is what keeps a
 // burst of saves from failing with "database is locked".
 type Store struct {
+	path  string // the database file
 	read  *sql.DB
 	write *sql.DB
 	// gate is held by whoever uses write. Blocked senders on a Go channel are woken in the
@@ -97,7 +98,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	write.SetMaxIdleConns(1)
 	write.SetConnMaxLifetime(0)
 	write.SetConnMaxIdleTime(0)
-	s := &Store{write: write, gate: make(chan struct{}, 1), Now: time.Now}
+	s := &Store{path: path, write: write, gate: make(chan struct{}, 1), Now: time.Now}
 	// Migrations first, on the writer: they set WAL mode (which the readers rely on and
 	// cannot set, being query-only) and the schema the readers will query.
 	if err := s.migrate(ctx); err != nil {

@@ -59,6 +59,11 @@ type Config struct {
 	HistoryKeep time.Duration
 	// Timezone is CARTCLASS_TIMEZONE: pages show times in it (UTC on hover).
 	Timezone *time.Location
+	// BackupDir (CARTCLASS_BACKUP_DIR) receives a backup every BackupEvery, the newest
+	// BackupKeep kept; empty: no rotating backups.
+	BackupDir   string
+	BackupEvery time.Duration
+	BackupKeep  int
 	// GraphScopesSet: CARTCLASS_GRAPH_SCOPES was given (it replaces the defaults).
 	GraphScopesSet bool
 	// EduClasses is CARTCLASS_EDU_CLASSES (on by default): the school's classes are read
@@ -143,6 +148,9 @@ var Vars = []Var{
 	{Name: "CARTCLASS_GRAPH_APP_SCOPE", Default: "https://graph.microsoft.com/.default", Usage: "app mode: scope requested"},
 	{Name: "CARTCLASS_GRAPH_WRITES_PER_20S", Default: "90", Usage: "writes sent to Graph per 20 s at most (Intune allows 100 per app); 0 lifts pacing"},
 	{Name: "CARTCLASS_GRAPH_SYNC_EVERY", Default: "15m", Usage: "read every association in Intune at start-up and then this often (a Go duration, at least 5s); 0 turns the schedule off (Refresh on the sync panel still reads)"},
+	{Name: "CARTCLASS_BACKUP_DIR", Default: "", Usage: "folder for rotating backups of the database (consistent copies made while cartclass runs); empty: none"},
+	{Name: "CARTCLASS_BACKUP_EVERY", Default: "24h", Usage: "how often a backup goes into CARTCLASS_BACKUP_DIR (a Go duration, at least 1m); the first one this long after start-up"},
+	{Name: "CARTCLASS_BACKUP_KEEP", Default: "7", Usage: "how many backups CARTCLASS_BACKUP_DIR keeps (the oldest beyond it are deleted)"},
 	{Name: "CARTCLASS_TIMEZONE", Default: "the server's time zone", Usage: "IANA time zone pages show times in, such as Europe/London (UTC on hover)"},
 	{Name: "CARTCLASS_HISTORY_KEEP", Default: "0", Usage: "delete history entries older than this (a Go duration, at least 24h, such as 8760h for a year) at the periodic clean-up; 0 keeps them for ever"},
 }
@@ -364,6 +372,17 @@ func loadConfig(getenv func(string) string, names []string, dev bool) (Config, e
 		*d.dst = v
 	}
 
+	cfg.BackupDir = strings.TrimSpace(getenv("CARTCLASS_BACKUP_DIR"))
+	if v, err := time.ParseDuration(get("CARTCLASS_BACKUP_EVERY")); err != nil || v < time.Minute {
+		bad("CARTCLASS_BACKUP_EVERY=%q: want a Go duration of at least 1m, such as 24h or 6h", get("CARTCLASS_BACKUP_EVERY"))
+	} else {
+		cfg.BackupEvery = v
+	}
+	if n, err := strconv.Atoi(get("CARTCLASS_BACKUP_KEEP")); err != nil || n < 1 {
+		bad("CARTCLASS_BACKUP_KEEP=%q: want a whole number of backups to keep, at least 1", get("CARTCLASS_BACKUP_KEEP"))
+	} else {
+		cfg.BackupKeep = n
+	}
 	cfg.Timezone = time.Local
 	if tz := strings.TrimSpace(getenv("CARTCLASS_TIMEZONE")); tz != "" {
 		// LoadLocation would also take "Local" or a path; a school names its zone.

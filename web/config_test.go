@@ -314,3 +314,18 @@ func TestUnknownVariablesAreRefused(t *testing.T) {
 		t.Errorf("the message echoes a value: %s", msg)
 	}
 }
+
+func TestConfigBackups(t *testing.T) {
+	cfg, err := web.LoadConfig(envFunc(required()), false)
+	if err != nil || cfg.BackupDir != "" || cfg.BackupEvery != 24*time.Hour || cfg.BackupKeep != 7 {
+		t.Fatalf("backup defaults: %q %v %d, %v; want none, 24h, 7", cfg.BackupDir, cfg.BackupEvery, cfg.BackupKeep, err)
+	}
+	for name, v := range map[string]string{"CARTCLASS_BACKUP_EVERY": "30s", "CARTCLASS_BACKUP_KEEP": "0"} {
+		env := required()
+		env[name] = v
+		_, err := web.LoadConfig(envFunc(env), false)
+		if err == nil || !strings.Contains(err.Error(), name+`="`+v+`"`) {
+			t.Errorf("%s=%s: %v", name, v, err)
+		}
+	}
+}
