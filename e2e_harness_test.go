@@ -147,6 +147,8 @@ func tryStartApp(t *testing.T, db string) (*app, error) {
 		"CARTCLASS_DB":        db,
 		"CARTCLASS_LOG_LEVEL": "error",
 		"CARTCLASS_TIMEZONE":  "UTC",
+		// Within the cleanup's 15 s wait, whatever a test leaves in flight.
+		"CARTCLASS_SHUTDOWN_TIMEOUT": "5s",
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	out, w := io.Pipe()

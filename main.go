@@ -192,6 +192,9 @@ func run(ctx context.Context, environ []string, dev bool, stdout io.Writer) erro
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	// ctx ending (SIGTERM, SIGINT) starts the shutdown; what runs lives on base until the
+	// shutdown has let it finish.
+	base := context.WithoutCancel(ctx)
 
 	if dev && cfg.OIDCIssuer == "" {
 		idp, err := startDevIdP(&cfg, log)
@@ -212,7 +215,7 @@ func run(ctx context.Context, environ []string, dev bool, stdout io.Writer) erro
 		fmt.Fprintf(stdout, "dev Graph emulator at %s (faults: POST %s/_emulator/faults)\n", url, strings.TrimSuffix(url, emulator.BasePath))
 	}
 
-	st, err := store.Open(ctx, cfg.DBPath)
+	st, err := store.Open(base, cfg.DBPath)
 	if err != nil {
 		return err
 	}
@@ -226,11 +229,11 @@ func run(ctx context.Context, environ []string, dev bool, stdout io.Writer) erro
 	if err != nil {
 		return fmt.Errorf("CARTCLASS_GRAPH_URL: %w", err)
 	}
-	app, err := web.New(ctx, cfg, st, log, web.WithGraph(gc))
+	app, err := web.New(base, cfg, st, log, web.WithGraph(gc))
 	if err != nil {
 		return err
 	}
-	pushCtx, stopPush := context.WithCancel(ctx)
+	pushCtx, stopPush := context.WithCancel(base)
 	pushDone := make(chan struct{})
 	go func() { defer close(pushDone); app.RunPusher(pushCtx) }()
 	defer func() { stopPush(); <-pushDone }()
@@ -255,10 +258,39 @@ func run(ctx context.Context, environ []string, dev bool, stdout io.Writer) erro
 		return err
 	case <-ctx.Done():
 	}
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	return shutdown(base, cfg, log, srv, app, stopPush, pushDone)
+}
+
+// shutdown stops taking requests, and lets the requests in flight and the changes being
+// sent to Graph finish, for up to CARTCLASS_SHUTDOWN_TIMEOUT; then it cuts off what is
+// left (the outbox keeps those changes for the next start) and says what it finished and
+// what is still queued.
+func shutdown(base context.Context, cfg web.Config, log *slog.Logger, srv *http.Server, app *web.Server, stopPush func(), pushDone <-chan struct{}) error {
+	started := time.Now()
+	log.Info("shutting down", "timeout", cfg.ShutdownTimeout)
+	ctx, cancel := context.WithTimeout(base, cfg.ShutdownTimeout)
 	defer cancel()
-	if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("shutdown: %w", err)
+	app.StopPusher()
+	srvErr := srv.Shutdown(ctx)
+	pushesCut := false
+	select {
+	case <-pushDone:
+	case <-ctx.Done():
+		pushesCut = true
+		stopPush()
+		<-pushDone
 	}
+	queued, err := app.QueueDepth(base)
+	attrs := []any{"pushes_finished", app.PushesDrained(), "left_queued", queued, "duration", time.Since(started).Round(time.Millisecond)}
+	if err != nil {
+		attrs = append(attrs, "queue_err", err)
+	}
+	if srvErr != nil || pushesCut {
+		log.Warn("stopped after the shutdown timeout: cut off what was still running", append(attrs,
+			"requests_cut", srvErr != nil, "pushes_cut", pushesCut)...)
+		srv.Close()
+		return nil
+	}
+	log.Info("stopped", attrs...)
 	return nil
 }

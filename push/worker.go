@@ -20,6 +20,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -150,8 +151,11 @@ type Worker struct {
 
 	mu          sync.Mutex
 	wake        chan struct{} // closed and replaced by Kick: wakes every idle pusher
-	throttled   time.Time     // no request before this
-	permUntil   time.Time     // paused for a missing permission until this (zero: not)
+	stopping    chan struct{} // closed by Stop: finish what is in hand, take nothing new
+	stopOnce    sync.Once
+	drained     atomic.Int64 // changes finished after Stop
+	throttled   time.Time    // no request before this
+	permUntil   time.Time    // paused for a missing permission until this (zero: not)
 	permScope   string
 	permReason  Reason               // ReasonPermission or ReasonCredentials
 	signIn      map[string]time.Time // author's subject → when to ask their token source again
@@ -236,7 +240,7 @@ func WithAppOnly() Option { return func(w *Worker) { w.appOnly = true } }
 // New returns a Worker pushing st's outbox through gc, with tokens from tokens.
 func New(st Store, gc *graph.Client, tokens TokenSourcer, opts ...Option) *Worker {
 	w := &Worker{
-		st: st, gc: gc, tokens: tokens,
+		st: st, gc: gc, tokens: tokens, stopping: make(chan struct{}),
 		log:            slog.New(slog.DiscardHandler),
 		now:            time.Now,
 		concurrency:    4,
@@ -348,7 +352,18 @@ func (w *Worker) Run(ctx context.Context) {
 	logged := make(chan struct{})
 	go func() { w.logRequests(); close(logged) }()
 	var wg sync.WaitGroup
-	wg.Go(func() { w.readLoop(ctx) })
+	// A read is stopped at once by Stop (it can always be done again); a push in hand is
+	// let finish.
+	readCtx, cancelRead := context.WithCancel(ctx)
+	defer cancelRead()
+	go func() {
+		select {
+		case <-w.stopping:
+			cancelRead()
+		case <-readCtx.Done():
+		}
+	}()
+	wg.Go(func() { w.readLoop(readCtx) })
 	for i := range w.concurrency {
 		owner := fmt.Sprintf("%s/%d", w.owner, i)
 		wg.Go(func() { w.loop(ctx, owner) })
@@ -475,7 +490,7 @@ func (w *Worker) restorePauses(ctx context.Context) {
 
 // loop is one pusher: claim a due item, push it, repeat; sleep while paused or idle.
 func (w *Worker) loop(ctx context.Context, owner string) {
-	for ctx.Err() == nil {
+	for ctx.Err() == nil && !w.stopped() {
 		// Take the wake channel before looking for work, so a Kick after an empty
 		// claim is never missed.
 		w.mu.Lock()
@@ -496,7 +511,32 @@ func (w *Worker) loop(ctx context.Context, owner string) {
 			}
 		default:
 			w.handle(ctx, owner, it)
+			if w.stopped() {
+				w.drained.Add(1)
+			}
 		}
+	}
+}
+
+// Stop asks Run to finish the changes it is sending and take no more: Run returns once
+// they are done (or its context ends, which cuts them off; the outbox keeps them, so
+// they are sent after the next start). Reads stop at once.
+func (w *Worker) Stop() {
+	w.stopOnce.Do(func() {
+		close(w.stopping)
+		w.Kick() // wake idle pushers, so they see it
+	})
+}
+
+// Drained is how many changes were finished after Stop.
+func (w *Worker) Drained() int64 { return w.drained.Load() }
+
+func (w *Worker) stopped() bool {
+	select {
+	case <-w.stopping:
+		return true
+	default:
+		return false
 	}
 }
 

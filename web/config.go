@@ -59,6 +59,9 @@ type Config struct {
 	HistoryKeep time.Duration
 	// Timezone is CARTCLASS_TIMEZONE: pages show times in it (UTC on hover).
 	Timezone *time.Location
+	// ShutdownTimeout (CARTCLASS_SHUTDOWN_TIMEOUT) is how long a shutdown lets requests
+	// and pushes in flight finish.
+	ShutdownTimeout time.Duration
 	// BackupDir (CARTCLASS_BACKUP_DIR) receives a backup every BackupEvery, the newest
 	// BackupKeep kept; empty: no rotating backups.
 	BackupDir   string
@@ -148,6 +151,7 @@ var Vars = []Var{
 	{Name: "CARTCLASS_GRAPH_APP_SCOPE", Default: "https://graph.microsoft.com/.default", Usage: "app mode: scope requested"},
 	{Name: "CARTCLASS_GRAPH_WRITES_PER_20S", Default: "90", Usage: "writes sent to Graph per 20 s at most (Intune allows 100 per app); 0 lifts pacing"},
 	{Name: "CARTCLASS_GRAPH_SYNC_EVERY", Default: "15m", Usage: "read every association in Intune at start-up and then this often (a Go duration, at least 5s); 0 turns the schedule off (Refresh on the sync panel still reads)"},
+	{Name: "CARTCLASS_SHUTDOWN_TIMEOUT", Default: "20s", Usage: "on SIGTERM or SIGINT, how long requests and Graph pushes in flight may finish before they are cut off (cut-off changes are sent after the next start)"},
 	{Name: "CARTCLASS_BACKUP_DIR", Default: "", Usage: "folder for rotating backups of the database (consistent copies made while cartclass runs); empty: none"},
 	{Name: "CARTCLASS_BACKUP_EVERY", Default: "24h", Usage: "how often a backup goes into CARTCLASS_BACKUP_DIR (a Go duration, at least 1m); the first one this long after start-up"},
 	{Name: "CARTCLASS_BACKUP_KEEP", Default: "7", Usage: "how many backups CARTCLASS_BACKUP_DIR keeps (the oldest beyond it are deleted)"},
@@ -372,6 +376,11 @@ func loadConfig(getenv func(string) string, names []string, dev bool) (Config, e
 		*d.dst = v
 	}
 
+	if v, err := time.ParseDuration(get("CARTCLASS_SHUTDOWN_TIMEOUT")); err != nil || v < 0 {
+		bad("CARTCLASS_SHUTDOWN_TIMEOUT=%q: want a Go duration such as 20s or 1m", get("CARTCLASS_SHUTDOWN_TIMEOUT"))
+	} else {
+		cfg.ShutdownTimeout = v
+	}
 	cfg.BackupDir = strings.TrimSpace(getenv("CARTCLASS_BACKUP_DIR"))
 	if v, err := time.ParseDuration(get("CARTCLASS_BACKUP_EVERY")); err != nil || v < time.Minute {
 		bad("CARTCLASS_BACKUP_EVERY=%q: want a Go duration of at least 1m, such as 24h or 6h", get("CARTCLASS_BACKUP_EVERY"))

@@ -29,6 +29,31 @@ func WithGraph(gc *graph.Client, opts ...push.Option) Option {
 	}
 }
 
+// StopPusher asks the push worker to finish the changes it is sending and take no more
+// (see push.Worker.Stop); RunPusher then returns.
+func (s *Server) StopPusher() {
+	if s.pusher != nil {
+		s.pusher.Stop()
+	}
+}
+
+// PushesDrained is how many changes the push worker finished after StopPusher.
+func (s *Server) PushesDrained() int64 {
+	if s.pusher == nil {
+		return 0
+	}
+	return s.pusher.Drained()
+}
+
+// QueueDepth is how many changes wait to be sent to Graph.
+func (s *Server) QueueDepth(ctx context.Context) (int, error) {
+	if s.pusher == nil {
+		return 0, nil
+	}
+	st, err := s.pusher.Stats(ctx)
+	return st.Depth, err
+}
+
 // RunPusher pushes the outbox to Graph until ctx is done; it returns at once when the
 // server has no Graph client.
 func (s *Server) RunPusher(ctx context.Context) {
