@@ -67,8 +67,11 @@ func classByCode(t *testing.T, code string) graph.Class {
 	return graph.Class{}
 }
 
+// classesOn is the environment of the tests about class names (testEnv turns them off).
+var classesOn = map[string]string{"CARTCLASS_EDU_CLASSES": "on"}
+
 func TestClassSuggestionsAndNames(t *testing.T) {
-	g := newGraphEnv(t)
+	g := newGraphEnvWith(t, classesOn)
 	g.readClasses(t, "310 classes read from Microsoft Graph")
 	sci := classByCode(t, "SCI-7B")
 
@@ -128,7 +131,7 @@ func TestClassSuggestionsAndNames(t *testing.T) {
 // Graph refusing the classes (403) turns class names off with a note naming the
 // permission; pushing goes on.
 func TestClassesRefusedTurnsNamesOff(t *testing.T) {
-	g := newGraphEnv(t)
+	g := newGraphEnvWith(t, classesOn)
 	g.emu.SetClassesForbidden(true)
 	g.readClasses(t, "Class names are off")
 	if note := g.classesNote(t); !strings.Contains(note, "EduRoster.ReadBasic (delegated)") {
@@ -205,7 +208,7 @@ func TestClassesOff(t *testing.T) {
 // it serves, each room with its class name and carts, searchable, linking to the
 // associations; viewers see them too. And the cart suggestions and warnings.
 func TestCartsAndClassroomsPages(t *testing.T) {
-	g := newGraphEnv(t)
+	g := newGraphEnvWith(t, classesOn)
 	g.readClasses(t, "310 classes read")
 	sci, art := classByCode(t, "SCI-7B"), classByCode(t, "ART-8A")
 	a := g.create(t, url.Values{"displayName": {"Science iPads"}, "version": {"1"}, "deviceCartIds": {"cart-12\ncart-13"}, "classroomIds": {sci.ID}})

@@ -266,7 +266,10 @@ func TestPermissionPauseBannerAndPushNow(t *testing.T) {
 	var panel hop
 	for {
 		panel = do(t, g.admin, "GET", g.url+"/sync", nil, nil)
-		if strings.Contains(panel.body, "DeviceManagementServiceConfig.ReadWrite.All") || time.Now().After(deadline) {
+		// The banner, not the page: a read of Intune refused by the same fault also names
+		// the scope, in the read panel, before the push's refusal pauses the queue.
+		banner := parseDoc(t, panel.body).Find(`[data-testid="banner"]`).Text()
+		if strings.Contains(banner, "DeviceManagementServiceConfig.ReadWrite.All") || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(20 * time.Millisecond)
