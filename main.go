@@ -73,14 +73,7 @@ func backupCommand(args []string, dev bool) error {
 	if len(args) != 1 || strings.TrimSpace(args[0]) == "" {
 		return errors.New("usage: cartclass backup FILE (FILE must not exist yet)")
 	}
-	db := strings.TrimSpace(os.Getenv("CARTCLASS_DB"))
-	switch {
-	case db != "":
-	case dev:
-		db = "cartclass-dev.db"
-	default:
-		db = "cartclass.db"
-	}
+	db := web.Value(os.Getenv, "CARTCLASS_DB", dev)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := store.BackupFile(ctx, db, args[0]); err != nil {
@@ -258,14 +251,15 @@ func run(ctx context.Context, environ []string, dev bool, stdout io.Writer) erro
 		return err
 	case <-ctx.Done():
 	}
-	return shutdown(base, cfg, log, srv, app, stopPush, pushDone)
+	shutdown(base, cfg, log, srv, app, stopPush, pushDone)
+	return nil
 }
 
 // shutdown stops taking requests, and lets the requests in flight and the changes being
 // sent to Graph finish, for up to CARTCLASS_SHUTDOWN_TIMEOUT; then it cuts off what is
 // left (the outbox keeps those changes for the next start) and says what it finished and
 // what is still queued.
-func shutdown(base context.Context, cfg web.Config, log *slog.Logger, srv *http.Server, app *web.Server, stopPush func(), pushDone <-chan struct{}) error {
+func shutdown(base context.Context, cfg web.Config, log *slog.Logger, srv *http.Server, app *web.Server, stopPush func(), pushDone <-chan struct{}) {
 	started := time.Now()
 	log.Info("shutting down", "timeout", cfg.ShutdownTimeout)
 	ctx, cancel := context.WithTimeout(base, cfg.ShutdownTimeout)
@@ -289,8 +283,7 @@ func shutdown(base context.Context, cfg web.Config, log *slog.Logger, srv *http.
 		log.Warn("stopped after the shutdown timeout: cut off what was still running", append(attrs,
 			"requests_cut", srvErr != nil, "pushes_cut", pushesCut)...)
 		srv.Close()
-		return nil
+		return
 	}
 	log.Info("stopped", attrs...)
-	return nil
 }

@@ -168,8 +168,9 @@ func (s *Server) handleAssociationShow(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h := views.History{Entries: entries, Before: before, More: more, Requests: requests}
-	r = s.withClassNames(r, a.ClassroomIDs)
-	warn := s.warningsFor(r, a)
+	names := s.classNames(r, a.ClassroomIDs)
+	r = withClassNames(r, names)
+	warn := s.warningsFor(r, a, names)
 	p := s.page(w, r, a.DisplayName, listCrumb, views.Crumb{Label: a.DisplayName})
 	s.render(w, r, http.StatusOK, views.AssociationDetail(p, a, &h, warn))
 }
@@ -242,7 +243,7 @@ func (s *Server) renderConflict(w http.ResponseWriter, r *http.Request, mine sto
 	c := rebase(mine, base, cur)
 	c.Current = cur
 	c.Form.ClassesOn = s.classesOn()
-	r = s.withClassNames(r, dedupe(append(slices.Clone(mine.ClassroomIDs), cur.ClassroomIDs...)))
+	r = withClassNames(r, s.classNames(r, dedupe(append(slices.Clone(mine.ClassroomIDs), cur.ClassroomIDs...))))
 	if isHTMX(r) {
 		w.Header().Set("HX-Retarget", "#main")
 		w.Header().Set("HX-Reswap", "innerHTML show:window:top")

@@ -26,37 +26,44 @@ func (s *Server) classesOn() bool {
 	return s.cfg.EduClasses && s.pusher != nil && !s.pusher.ClassesStatus().Denied
 }
 
-// withClassNames is r with the classes among ids in its context, for the views to name
-// them (views.WithClassNames). Without class names, or when they cannot be read, r is as
-// it was: ids then show alone, which is never wrong.
-func (s *Server) withClassNames(r *http.Request, ids []string) *http.Request {
+// classNames are the known classes among ids; nil without class names (off, refused, or
+// unreadable: ids then show alone, which is never wrong).
+func (s *Server) classNames(r *http.Request, ids []string) map[string]store.Class {
 	if !s.classesOn() || len(ids) == 0 {
-		return r
+		return nil
 	}
 	names, err := s.store.ClassNames(r.Context(), ids)
 	if err != nil {
 		s.log.Error("class names failed", "err", err)
+		return nil
+	}
+	return names
+}
+
+// withClassNames is r with names in its context, for the views to name classroom ids
+// (views.WithClassNames).
+func withClassNames(r *http.Request, names map[string]store.Class) *http.Request {
+	if names == nil {
 		return r
 	}
 	return r.WithContext(views.WithClassNames(r.Context(), names))
 }
 
-// warningsFor are the soft checks of a: classroom ids that are not known classes, carts
-// other associations also list, and another association with its name.
-func (s *Server) warningsFor(r *http.Request, a store.Association) views.Warnings {
+// warningsFor are the soft checks of a: classroom ids that are not known classes (names:
+// the classes among its ids, see classNames), carts other associations also list, and
+// another association with its name.
+func (s *Server) warningsFor(r *http.Request, a store.Association, names map[string]store.Class) views.Warnings {
 	var w views.Warnings
 	if !a.DeletedAt.IsZero() {
 		return w
 	}
 	ctx := r.Context()
-	if s.classesOn() && len(a.ClassroomIDs) > 0 {
-		// Only when classes were read: before that, every id would look unknown.
+	if names != nil {
+		// Only once classes were read: before that, every id would look unknown.
 		if n, err := s.store.ClassCount(ctx); err == nil && n > 0 {
-			if names, err := s.store.ClassNames(ctx, a.ClassroomIDs); err == nil {
-				for _, id := range a.ClassroomIDs {
-					if _, ok := names[id]; !ok {
-						w.UnknownRooms = append(w.UnknownRooms, id)
-					}
+			for _, id := range a.ClassroomIDs {
+				if _, ok := names[id]; !ok {
+					w.UnknownRooms = append(w.UnknownRooms, id)
 				}
 			}
 		}
@@ -151,7 +158,7 @@ func (s *Server) handleCarts(w http.ResponseWriter, r *http.Request) {
 	for _, c := range carts {
 		rooms = append(rooms, c.Classrooms...)
 	}
-	r = s.withClassNames(r, dedupe(rooms))
+	r = withClassNames(r, s.classNames(r, dedupe(rooms)))
 	p := s.page(w, r, "Carts", views.Crumb{Label: "Carts"})
 	p.Nav = "carts"
 	s.render(w, r, http.StatusOK, views.CartsPage(p, l, carts))

@@ -244,22 +244,27 @@ func editDistance(a, b string) int {
 	return prev[len(b)]
 }
 
+// Value is the setting name as getenv gives it (trimmed), or else its default (the -dev
+// one in dev mode); "" for a required setting that is not set. The backup command reads
+// CARTCLASS_DB this way, without the rest of the configuration.
+func Value(getenv func(string) string, name string, dev bool) string {
+	if v := strings.TrimSpace(getenv(name)); v != "" {
+		return v
+	}
+	for _, v := range Vars {
+		if v.Name == name && !strings.HasPrefix(v.Default, "(") {
+			if dev && v.DevNote != "" && !strings.Contains(v.DevNote, " ") {
+				return v.DevNote
+			}
+			return v.Default
+		}
+	}
+	return ""
+}
+
 func loadConfig(getenv func(string) string, names []string, dev bool) (Config, error) {
 	set := func(name string) bool { return strings.TrimSpace(getenv(name)) != "" }
-	get := func(name string) string {
-		if v := strings.TrimSpace(getenv(name)); v != "" {
-			return v
-		}
-		for _, v := range Vars {
-			if v.Name == name && !strings.HasPrefix(v.Default, "(") {
-				if dev && v.DevNote != "" && !strings.Contains(v.DevNote, " ") {
-					return v.DevNote
-				}
-				return v.Default
-			}
-		}
-		return ""
-	}
+	get := func(name string) string { return Value(getenv, name, dev) }
 	var problems []string
 	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
 

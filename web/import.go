@@ -587,7 +587,7 @@ func (s *Server) renderImportPreview(w http.ResponseWriter, r *http.Request, sta
 			}
 		}
 	}
-	r = s.withClassNames(r, dedupe(rooms))
+	r = withClassNames(r, s.classNames(r, dedupe(rooms)))
 	s.render(w, r, status, views.ImportPreviewPage(page, views.ImportPreview{
 		Preview:     p,
 		Expired:     expired,
