@@ -57,6 +57,9 @@ type Config struct {
 	// HistoryKeep is CARTCLASS_HISTORY_KEEP: history entries older than this are pruned by
 	// the periodic clean-up; 0 keeps them for ever.
 	HistoryKeep time.Duration
+	// MetricsAddr is CARTCLASS_METRICS_ADDR: host:port of the Prometheus listener, apart from
+	// the public one; empty serves no metrics.
+	MetricsAddr string
 	// Timezone is CARTCLASS_TIMEZONE: pages show times in it (UTC on hover).
 	Timezone *time.Location
 	// ShutdownTimeout (CARTCLASS_SHUTDOWN_TIMEOUT) is how long a shutdown lets requests
@@ -155,6 +158,7 @@ var Vars = []Var{
 	{Name: "CARTCLASS_BACKUP_DIR", Default: "", Usage: "folder for rotating backups of the database (consistent copies made while cartclass runs); empty: none"},
 	{Name: "CARTCLASS_BACKUP_EVERY", Default: "24h", Usage: "how often a backup goes into CARTCLASS_BACKUP_DIR (a Go duration, at least 1m); the first one this long after start-up"},
 	{Name: "CARTCLASS_BACKUP_KEEP", Default: "7", Usage: "how many backups CARTCLASS_BACKUP_DIR keeps (the oldest beyond it are deleted)"},
+	{Name: "CARTCLASS_METRICS_ADDR", Default: "", Usage: "host:port of a separate listener serving Prometheus metrics at /metrics (such as 127.0.0.1:9090); never the public port; empty: no metrics"},
 	{Name: "CARTCLASS_TIMEZONE", Default: "the server's time zone", Usage: "IANA time zone pages show times in, such as Europe/London (UTC on hover)"},
 	{Name: "CARTCLASS_HISTORY_KEEP", Default: "0", Usage: "delete history entries older than this (a Go duration, at least 24h, such as 8760h for a year) at the periodic clean-up; 0 keeps them for ever"},
 }
@@ -397,6 +401,15 @@ func loadConfig(getenv func(string) string, names []string, dev bool) (Config, e
 	} else {
 		cfg.BackupKeep = n
 	}
+	if v := strings.TrimSpace(getenv("CARTCLASS_METRICS_ADDR")); v != "" {
+		if _, port, err := net.SplitHostPort(v); err != nil || port == "" {
+			bad("CARTCLASS_METRICS_ADDR=%q: not host:port; use one such as 127.0.0.1:9090", v)
+		} else if samePort(v, cfg.Addr) {
+			bad("CARTCLASS_METRICS_ADDR=%q: is the port CARTCLASS_ADDR serves; metrics need a listener of their own, never the public one", v)
+		} else {
+			cfg.MetricsAddr = v
+		}
+	}
 	cfg.Timezone = time.Local
 	if tz := strings.TrimSpace(getenv("CARTCLASS_TIMEZONE")); tz != "" {
 		// LoadLocation would also take "Local" or a path; a school names its zone.
@@ -428,6 +441,18 @@ func loadConfig(getenv func(string) string, names []string, dev bool) (Config, e
 		return cfg, errors.New("invalid configuration:\n  " + strings.Join(problems, "\n  "))
 	}
 	return cfg, nil
+}
+
+// samePort reports whether two listen addresses would collide: the same port on the same
+// host, or on all interfaces.
+func samePort(a, b string) bool {
+	ha, pa, err1 := net.SplitHostPort(a)
+	hb, pb, err2 := net.SplitHostPort(b)
+	if err1 != nil || err2 != nil || pa != pb {
+		return false
+	}
+	any := func(h string) bool { return h == "" || h == "0.0.0.0" || h == "::" }
+	return ha == hb || any(ha) || any(hb)
 }
 
 // parseKeys decodes comma-separated keys, each base64 (standard or URL, padded or not) or
