@@ -38,12 +38,19 @@ func main() {
 	version := flag.Bool("version", false, "print the version and the VCS revision it was built from, then exit")
 	flag.Usage = func() {
 		out := flag.CommandLine.Output()
-		fmt.Fprintf(out, "Usage: cartclass [-dev | -version]\n       cartclass [-dev] backup FILE   (a consistent copy of the database, while cartclass runs)\n\nFlags:\n")
+		fmt.Fprintf(out, "Usage: cartclass [-dev | -version]\n       cartclass [-dev] backup FILE   (a consistent copy of the database, while cartclass runs)\n       cartclass [-dev] healthcheck   (exit 0 when the cartclass on CARTCLASS_ADDR answers /healthz)\n\nFlags:\n")
 		flag.PrintDefaults()
 		fmt.Fprintf(out, "\nConfiguration comes from the environment:\n\n")
 		web.PrintVars(out)
 	}
 	flag.Parse()
+	if flag.Arg(0) == "healthcheck" {
+		if err := healthcheck(os.Getenv, *dev); err != nil {
+			fmt.Fprintln(os.Stderr, "cartclass healthcheck:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if flag.Arg(0) == "backup" {
 		if err := backupCommand(flag.Args()[1:], *dev); err != nil {
 			fmt.Fprintln(os.Stderr, "cartclass backup:", err)
@@ -80,6 +87,30 @@ func backupCommand(args []string, dev bool) error {
 		return err
 	}
 	fmt.Printf("backed up %s to %s\n", db, args[0])
+	return nil
+}
+
+// healthcheck is "cartclass healthcheck", for a container's HEALTHCHECK (distroless
+// images have no curl): it asks the cartclass listening on CARTCLASS_ADDR for /healthz and
+// succeeds on 200.
+func healthcheck(getenv func(string) string, dev bool) error {
+	host, port, err := net.SplitHostPort(web.Value(getenv, "CARTCLASS_ADDR", dev))
+	if err != nil {
+		return fmt.Errorf("CARTCLASS_ADDR: %w", err)
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1" // listening on every interface: loopback is one of them
+	}
+	url := "http://" + net.JoinHostPort(host, port) + "/healthz"
+	c := &http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s answered %s", url, resp.Status)
+	}
 	return nil
 }
 
@@ -218,13 +249,27 @@ func run(ctx context.Context, environ []string, dev bool, stdout io.Writer) erro
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
-	gc, err := graph.New(cfg.GraphURL, graph.WithHTTPClient(&http.Client{Timeout: 60 * time.Second}))
+	metrics := web.NewMetrics()
+	gc, err := graph.New(cfg.GraphURL, graph.WithHTTPClient(&http.Client{
+		Timeout: 60 * time.Second, Transport: metrics.GraphTransport(nil)}))
 	if err != nil {
 		return fmt.Errorf("CARTCLASS_GRAPH_URL: %w", err)
 	}
-	app, err := web.New(base, cfg, st, log, web.WithGraph(gc))
+	app, err := web.New(base, cfg, st, log, web.WithGraph(gc), web.WithMetrics(metrics))
 	if err != nil {
 		return err
+	}
+	if cfg.MetricsAddr != "" {
+		mln, err := net.Listen("tcp", cfg.MetricsAddr)
+		if err != nil {
+			return fmt.Errorf("CARTCLASS_METRICS_ADDR: listen on %s: %w", cfg.MetricsAddr, err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", metrics.Handler())
+		msrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second}
+		go msrv.Serve(mln)
+		defer msrv.Close()
+		fmt.Fprintf(stdout, "metrics at http://%s/metrics\n", mln.Addr())
 	}
 	pushCtx, stopPush := context.WithCancel(base)
 	pushDone := make(chan struct{})

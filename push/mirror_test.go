@@ -517,7 +517,8 @@ func TestReadParksSameFieldConflict(t *testing.T) {
 // field parks the association as changed in Intune, with no PATCH.
 func TestGetBeforePatch(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, nil, nil)
+	var outcomes outcomeLog
+	h := newHarness(t, nil, nil, push.WithOutcomes(outcomes.add))
 	h.start()
 	a := h.create("alpha", "sub-1")
 	h.drained()
@@ -552,6 +553,11 @@ func TestGetBeforePatch(t *testing.T) {
 	h.edit(a.ID, func(f *store.Fields) { f.Description = "cartclass's second thought" })
 	h.waitFor("changed in Intune", func() bool { return h.get(a.ID).Sync.State == store.SyncChanged })
 	h.quiet("a conflict found by the GET")
+	// What cartclass_pushes_total counts: the create and the merged edit delivered, the
+	// conflicting edit parked.
+	if got := outcomes.all(); !slices.Equal(got, []string{"delivered", "delivered", "conflict"}) {
+		t.Errorf("push outcomes = %v, want delivered, delivered, conflict", got)
+	}
 	reqs = h.emu.Requests()[before:]
 	if len(reqs) != 1 || reqs[0].Method != http.MethodGet {
 		t.Fatalf("requests for the conflicting edit: %+v, want the GET alone", reqs)
@@ -1310,4 +1316,22 @@ func TestFirstAdminSignInStartsTheFirstRead(t *testing.T) {
 			t.Fatalf("%d associations after the first read; want the 3 in Intune", n)
 		}
 	}
+}
+
+// outcomeLog keeps the outcomes WithOutcomes reports, in order.
+type outcomeLog struct {
+	mu  sync.Mutex
+	log []string
+}
+
+func (o *outcomeLog) add(outcome string) {
+	o.mu.Lock()
+	o.log = append(o.log, outcome)
+	o.mu.Unlock()
+}
+
+func (o *outcomeLog) all() []string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return slices.Clone(o.log)
 }

@@ -50,6 +50,11 @@ func (v verdict) String() string {
 	return [...]string{"retry", "throttle", "permission", "signin", "fail", "deleted", "postpone", "await-read"}[v]
 }
 
+// outcome is the verdict's name in cartclass_pushes_total.
+func (v verdict) outcome() string {
+	return [...]string{"retry", "throttled", "permission", "signin", "failed", "deleted", "postponed", "awaiting_read"}[v]
+}
+
 // errPaused is returned by the gate when the queue is paused: no request was sent.
 var errPaused = errors.New("push: queue paused")
 

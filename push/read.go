@@ -99,8 +99,9 @@ func (w *Worker) ReadStatus() ReadStatus {
 		Last: w.rd.last, HaveLast: w.rd.haveLast}
 }
 
-// lastCompleteRead is when the last read that reached its last page began (zero: none).
-func (w *Worker) lastCompleteRead() time.Time {
+// LastCompleteRead is when the last read of this run that reached its last page began
+// (zero: none yet).
+func (w *Worker) LastCompleteRead() time.Time {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.rd.lastComplete

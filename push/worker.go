@@ -145,6 +145,7 @@ type Worker struct {
 	readBackoff    time.Duration // base and cap of the wait before a read after failed ones
 	readBackoffMax time.Duration
 	awaitPoll      time.Duration // how long an unanswered create waits for a read before asking again
+	outcome        func(string)  // told each attempt's outcome (see WithOutcomes); never nil
 
 	writeLimit *rate.Limiter // nil: writes are not paced
 	allLimit   *rate.Limiter // every request, reads included; nil: not paced
@@ -177,6 +178,18 @@ func WithLogger(l *slog.Logger) Option {
 	return func(w *Worker) {
 		if l != nil {
 			w.log = l
+		}
+	}
+}
+
+// WithOutcomes sets f to be told the outcome of every attempt to push a change, for
+// metrics: "delivered", "conflict", or what the failure led to ("retry", "throttled",
+// "permission", "signin", "failed", "deleted", "postponed", "awaiting_read"). f must be
+// quick; it runs on the pusher's goroutine.
+func WithOutcomes(f func(outcome string)) Option {
+	return func(w *Worker) {
+		if f != nil {
+			w.outcome = f
 		}
 	}
 }
@@ -255,6 +268,7 @@ func New(st Store, gc *graph.Client, tokens TokenSourcer, opts ...Option) *Worke
 		per:            20 * time.Second,
 		requests:       1800,
 		wake:           make(chan struct{}),
+		outcome:        func(string) {},
 		signIn:         map[string]time.Time{},
 		awaiting:       map[int64]time.Time{},
 		readEvery:      15 * time.Minute,
@@ -612,7 +626,12 @@ func (w *Worker) handle(ctx context.Context, owner string, it store.OutboxItem) 
 	// Record the outcome even if ctx ended meanwhile (the worker is stopping).
 	bctx, cancel := bookkeeping(ctx)
 	defer cancel()
-	if err == nil {
+	if err == nil || errors.Is(err, errParked) {
+		if err == nil {
+			w.outcome("delivered")
+		} else {
+			w.outcome("conflict")
+		}
 		w.mu.Lock()
 		w.lastSuccess = w.now()
 		delete(w.signIn, subject)
@@ -802,7 +821,7 @@ func (w *Worker) update(ctx context.Context, owner string, gc *graph.Client, it 
 	switch d.Outcome {
 	case Conflict:
 		w.log.Info("graph_changed_in_intune", "association_id", a.ID, "graph_id", a.GraphID, "fields", d.Conflicts)
-		return takeErr(w.st.MarkChanged(bctx, a.ID, owner, a.Revision, remote, d.Conflicts))
+		return parked(takeErr(w.st.MarkChanged(bctx, a.ID, owner, a.Revision, remote, d.Conflicts)))
 	case InStep:
 		return w.st.CompleteUpdate(bctx, a.ID, owner, store.Pushed{
 			GraphModifiedAt: obj.LastModifiedDateTime, Revision: a.Revision, Fields: remote})
@@ -841,6 +860,18 @@ func (w *Worker) update(ctx context.Context, owner string, gc *graph.Client, it 
 	return w.st.CompleteUpdate(bctx, a.ID, owner, store.Pushed{
 		GraphModifiedAt: modified, Revision: rev, Fields: fromGraph(held),
 	})
+}
+
+// errParked ends an attempt that went as it should but delivered nothing: the change
+// waits for an admin to settle a conflict with Intune. It counts as a success otherwise.
+var errParked = errors.New("push: parked as a conflict")
+
+// parked is errParked when err is nil (the conflict was recorded), else err.
+func parked(err error) error {
+	if err == nil {
+		return errParked
+	}
+	return err
 }
 
 // takeErr is what a refused TakeRemote means for the attempt: the association was saved
@@ -944,6 +975,7 @@ func (w *Worker) settle(bctx, ctx context.Context, owner, subject string, it sto
 		}
 		w.log.Warn("graph_push_failed", attrs...)
 	}
+	w.outcome(v.outcome())
 	if serr != nil && !errors.Is(serr, store.ErrLeaseLost) {
 		w.log.Error("push_record_failed", "association_id", a.ID, "err", serr)
 	}

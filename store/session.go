@@ -145,6 +145,18 @@ func (s *Store) ListSessions(ctx context.Context) ([]Session, error) {
 	return out, nil
 }
 
+// CountSessions is how many sessions are still signed in: signed in at or after
+// createdAfter and seen at or after seenAfter (the two lifetimes DeleteExpired enforces).
+func (s *Store) CountSessions(ctx context.Context, createdAfter, seenAfter time.Time) (int, error) {
+	var n int
+	err := s.read.QueryRowContext(ctx, `SELECT count(*) FROM sessions WHERE created_at >= ? AND last_seen_at >= ?`,
+		nanosOrZero(createdAfter), nanosOrZero(seenAfter)).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("count sessions: %w", err)
+	}
+	return n, nil
+}
+
 // DeleteExpired removes the sessions signed in before createdBefore (past the absolute
 // lifetime) or last seen before idleBefore (idle too long), and returns how many. A zero
 // time removes nothing by that rule.

@@ -11,7 +11,7 @@ const maxBodyBytes = 1 << 20
 
 // routes is the one route table. Middleware, outermost first:
 //
-//	secureHeaders (CSP nonce, no-store, HSTS) → recoverPanics (500 page, with the nonce) →
+//	metrics (by route pattern) → secureHeaders (CSP nonce, no-store, HSTS) → recoverPanics (500 page, with the nonce) →
 //	crossOrigin (403 for cross-site writes) → limitBody (413) → mux → require(role) per route
 //
 // require sends signed-out browsers to sign-in and answers 403 to people without the role,
@@ -25,6 +25,7 @@ func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /static/", static.Handler())
 	mux.HandleFunc("GET /healthz", s.handleHealthz)
+	mux.HandleFunc("GET /readyz", s.handleReadyz)
 
 	mux.HandleFunc("GET /signin", s.handleSignIn)
 	mux.HandleFunc("POST /auth/login", s.limitSignIn(s.handleLogin))
@@ -68,10 +69,10 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("POST /sessions/end-others", admin(s.handleSessionEndOthers))
 	mux.HandleFunc("/", s.handleNotFound)
 
-	var h http.Handler = mux
+	h := routed(mux)
 	h = s.limitBody(h)
 	h = s.crossOrigin(h)
 	h = s.recoverPanics(h)
 	h = s.secureHeaders(h)
-	return h
+	return s.metrics.instrument(mux, h)
 }

@@ -7,9 +7,11 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cartclass/cartclass/graph"
@@ -80,10 +82,12 @@ type Server struct {
 	refreshLocks  sync.Map       // subject → *sync.Mutex: one token refresh at a time per person
 	roleChecks    roleChecks
 
-	graph     *graph.Client
-	pushOpts  []push.Option
-	pusher    *push.Worker     // nil without WithGraph
-	delegated *delegatedTokens // delegated mode's token lending
+	metrics      *Metrics
+	rediscovered atomic.Int64 // when /readyz last started a discovery (Unix ns; see rediscover)
+	graph        *graph.Client
+	pushOpts     []push.Option
+	pusher       *push.Worker     // nil without WithGraph
+	delegated    *delegatedTokens // delegated mode's token lending
 }
 
 // New builds the server and discovers the identity provider. ctx must live as long as the
@@ -110,6 +114,9 @@ func New(ctx context.Context, cfg Config, st Store, log *slog.Logger, opts ...Op
 	for _, o := range opts {
 		o(s)
 	}
+	if s.metrics == nil {
+		s.metrics = NewMetrics()
+	}
 	if s.graph != nil {
 		// The pusher has a store interface of its own; no handler uses it.
 		ps, ok := st.(push.Store)
@@ -125,6 +132,9 @@ func New(ctx context.Context, cfg Config, st Store, log *slog.Logger, opts ...Op
 	}
 	if err != nil {
 		log.Warn("identity provider unreachable at start-up; sign-in will retry", "issuer", cfg.OIDCIssuer, "err", err)
+	}
+	if err := s.metrics.reg.Register(newServerCollector(s)); err != nil {
+		return nil, fmt.Errorf("web.New: metrics: %w (one Metrics per Server)", err)
 	}
 	s.handler = s.routes()
 	return s, nil

@@ -32,6 +32,7 @@ type SessionStore interface {
 	SetSubjectRole(ctx context.Context, subject string, role int, checkedAt time.Time) (int64, error)
 	ListSessions(ctx context.Context) ([]store.Session, error)
 	DeleteExpired(ctx context.Context, createdBefore, idleBefore time.Time) (int64, error)
+	CountSessions(ctx context.Context, createdAfter, seenAfter time.Time) (int, error)
 }
 
 // sealer encrypts small values with AES-256-GCM. The first key seals; every key opens, so

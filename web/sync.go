@@ -78,6 +78,7 @@ func (s *Server) newPusher(ps push.Store) *push.Worker {
 		push.WithWritesPer20s(s.cfg.GraphWritesPer20s),
 		push.WithReadEvery(s.cfg.GraphSyncEvery),
 		push.WithScopes(s.cfg.GraphScopes...),
+		push.WithOutcomes(s.metrics.pushOutcome),
 	}, mode...)
 	if s.cfg.EduClasses {
 		if cs, ok := ps.(push.ClassStore); ok {
