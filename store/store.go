@@ -19,9 +19,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
-	_ "modernc.org/sqlite" // registers the "sqlite" driver
+	"modernc.org/sqlite" // registers the "sqlite" driver
+	sqlite3 "modernc.org/sqlite/lib"
 )
 
 // Sentinel errors callers branch on.
@@ -64,11 +66,19 @@ const readCacheKiB = 8192
 
 // busyTimeout is how long a connection waits for a lock held by another process (a backup
 // tool, say). Writers of this process never meet each other's lock: they queue on gate.
-const busyTimeout = "busy_timeout(10000)"
+// busyWait is the same in words, for the message of a database found locked.
+const (
+	busyTimeout = "busy_timeout(10000)"
+	busyWait    = "10 seconds"
+)
 
 // Open opens (creating if needed) the database file at path and applies pending migrations.
 // A new database file, its -wal and -shm are readable by the owner only; a missing parent
 // directory is created 0700. Pragmas go in the DSN so that every connection gets them.
+//
+// A path Open cannot use (a folder, another program's file, a file or folder cartclass may
+// not write, a database another program holds locked) is an *OpenError saying why in plain
+// words; Open gives up on a lock after the busy timeout.
 func Open(ctx context.Context, path string) (*Store, error) {
 	if path == "" {
 		return nil, errors.New("open store: empty database path")
@@ -76,7 +86,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	// Lexically, as SQLite itself resolves "..": the file created here is the one it opens.
 	path = filepath.Clean(path)
 	if err := createFile(path); err != nil {
-		return nil, fmt.Errorf("open store %s: %w", path, err)
+		return nil, openError(path, err)
 	}
 	write, err := sql.Open("sqlite", dsn(path, url.Values{
 		"_pragma": {
@@ -90,7 +100,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		"_txlock": {"immediate"},
 	}))
 	if err != nil {
-		return nil, fmt.Errorf("open store %s: %w", path, err)
+		return nil, openError(path, err)
 	}
 	// One connection, kept open for good: SQLite has one writer, and reopening would only
 	// throw its page cache away.
@@ -100,10 +110,16 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	write.SetConnMaxIdleTime(0)
 	s := &Store{path: path, write: write, gate: make(chan struct{}, 1), Now: time.Now}
 	// Migrations first, on the writer: they set WAL mode (which the readers rely on and
-	// cannot set, being query-only) and the schema the readers will query.
+	// cannot set, being query-only) and the schema the readers will query. Then one write
+	// even when no migration is due: a file or folder cartclass may read but not write
+	// would otherwise open fine and fail at the first save.
 	if err := s.migrate(ctx); err != nil {
 		write.Close()
-		return nil, fmt.Errorf("open store %s: %w", path, err)
+		return nil, openError(path, err)
+	}
+	if err := s.checkWritable(ctx); err != nil {
+		write.Close()
+		return nil, openError(path, err)
 	}
 	n := max(4, runtime.NumCPU())
 	read, err := sql.Open("sqlite", dsn(path, url.Values{
@@ -116,7 +132,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	}))
 	if err != nil {
 		write.Close()
-		return nil, fmt.Errorf("open store %s: %w", path, err)
+		return nil, openError(path, err)
 	}
 	// A fixed pool, every connection idle as long as it lives: under load nothing is
 	// opened or closed, and memory stays at n page caches.
@@ -127,9 +143,21 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	s.read = read
 	if err := warm(ctx, read, n); err != nil {
 		s.Close()
-		return nil, fmt.Errorf("open store %s: %w", path, err)
+		return nil, openError(path, err)
 	}
 	return s, nil
+}
+
+// checkWritable writes the schema version back as it is: the smallest write there is.
+func (s *Store) checkWritable(ctx context.Context) error {
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		var v int
+		if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", v))
+		return err
+	})
 }
 
 // createFile makes a missing database file 0600 (and its missing parent directories 0700)
@@ -138,6 +166,9 @@ func Open(ctx context.Context, path string) (*Store, error) {
 // -shm) readable by others, as every database made before this rule is, is made 0600: it
 // holds the sessions and sealed tokens.
 func createFile(path string) error {
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+		return errIsDir
+	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err
 	}
@@ -156,6 +187,129 @@ func createFile(path string) error {
 		return err
 	}
 	return f.Close()
+}
+
+// OpenError is a database path Open cannot use, with the reason in plain words and what
+// to check; Err is the underlying error.
+type OpenError struct {
+	Path   string
+	Reason string
+	Err    error
+}
+
+func (e *OpenError) Error() string { return "database " + e.Path + " (CARTCLASS_DB): " + e.Reason }
+
+func (e *OpenError) Unwrap() error { return e.Err }
+
+// errIsDir is a database path that names a folder.
+var errIsDir = errors.New("is a directory")
+
+// openError explains err, met opening the database at path, as an *OpenError when it is a
+// problem with the path or the file; anything else keeps its own words.
+func openError(path string, err error) error {
+	reason := openReason(path, err)
+	if reason == "" {
+		return fmt.Errorf("open store %s: %w", path, err)
+	}
+	return &OpenError{Path: path, Reason: reason, Err: err}
+}
+
+func openReason(path string, err error) string {
+	dir := filepath.Dir(path)
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		switch se.Code() & 0xff { // the primary code; extended codes add detail in the high bits
+		case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED:
+			return "is locked by another program (is another cartclass running on it?); cartclass waited " + busyWait +
+				" for it to let go. Stop the other program, or set CARTCLASS_DB to another file"
+		case sqlite3.SQLITE_NOTADB:
+			return "is not a SQLite database (it holds something else, or is encrypted); check that CARTCLASS_DB names cartclass's database file"
+		case sqlite3.SQLITE_CORRUPT:
+			return "is damaged (SQLite finds it malformed); restore the latest backup, or check that CARTCLASS_DB names cartclass's database file"
+		case sqlite3.SQLITE_FULL:
+			return "cannot grow: the disk holding " + dir + " is full"
+		case sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_PERM, sqlite3.SQLITE_IOERR:
+			if why := accessReason(path); why != "" {
+				return why
+			}
+			if se.Code()&0xff == sqlite3.SQLITE_READONLY {
+				return "is read-only: cartclass can read it but not write it; check the file and its folder " + dir + " (owner, permissions, a read-only mount)"
+			}
+			return "cannot be opened (" + se.Error() + "); check the file and its folder " + dir + " (owner, permissions, free space)"
+		}
+		return ""
+	}
+	var pe *fs.PathError
+	switch {
+	case errors.Is(err, errIsDir):
+		return "is a folder, not a database file; set CARTCLASS_DB to a file in it, such as " + filepath.Join(path, "cartclass.db")
+	case errors.Is(err, syscall.ENOTDIR):
+		if f := fileAncestor(path); f != "" {
+			return "cannot be created: " + f + " is a file, not a folder; check CARTCLASS_DB"
+		}
+		return "cannot be created: part of the path is a file, not a folder; check CARTCLASS_DB"
+	case errors.Is(err, syscall.EROFS):
+		return "cannot be created or written: " + dir + " is on a read-only file system; set CARTCLASS_DB to a file on a writable disk"
+	case errors.As(err, &pe) && errors.Is(err, fs.ErrPermission):
+		if pe.Op == "mkdir" {
+			return "cannot be created: cartclass may not create the folder " + pe.Path + " (permission denied); create it for the user cartclass runs as, or check CARTCLASS_DB"
+		}
+		if pe.Op == "chmod" {
+			return "cannot be made private to cartclass (permission denied changing the mode of " + pe.Path + "); the file belongs to another user: check its owner, or CARTCLASS_DB"
+		}
+		return "cannot be created: cartclass may not write in the folder " + dir + " (permission denied); give the user cartclass runs as write access to it, or check CARTCLASS_DB"
+	}
+	return ""
+}
+
+// accessReason finds why SQLite could not open or write the file at path: the file
+// itself, or its folder (where SQLite must create the -wal and -shm files beside it).
+func accessReason(path string) string {
+	dir := filepath.Dir(path)
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	switch {
+	case errors.Is(err, syscall.EROFS):
+		return "is on a read-only file system; set CARTCLASS_DB to a file on a writable disk"
+	case errors.Is(err, fs.ErrPermission):
+		if r, rerr := os.Open(path); rerr == nil {
+			r.Close()
+			return "is read-only for the user cartclass runs as (permission denied writing it); check the file's owner and permissions, or CARTCLASS_DB"
+		}
+		return "cannot be read or written by the user cartclass runs as (permission denied); check the file's owner and permissions, or CARTCLASS_DB"
+	case err != nil:
+		return ""
+	}
+	f.Close()
+	probe, err := os.CreateTemp(dir, ".cartclass-write-test-*")
+	if err == nil {
+		probe.Close()
+		os.Remove(probe.Name())
+		return ""
+	}
+	base := filepath.Base(path)
+	if errors.Is(err, syscall.EROFS) {
+		return "is on a read-only file system; set CARTCLASS_DB to a file on a writable disk"
+	}
+	return "cannot be written: its folder " + dir + " is read-only for the user cartclass runs as, and SQLite keeps " +
+		base + "-wal and " + base + "-shm beside the database; give that user write access to the folder, or check CARTCLASS_DB"
+}
+
+// fileAncestor is the nearest existing ancestor folder of path that is in fact a file.
+func fileAncestor(path string) string {
+	for d := filepath.Dir(path); ; d = filepath.Dir(d) {
+		if fi, err := os.Stat(d); err == nil {
+			if !fi.IsDir() {
+				return d
+			}
+		} else if errors.Is(err, syscall.ENOTDIR) {
+			continue
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return ""
+		}
+		if d == filepath.Dir(d) {
+			return ""
+		}
+	}
 }
 
 // dsn is the modernc DSN for the file at path with the given parameters.

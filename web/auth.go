@@ -5,11 +5,15 @@ import (
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -67,6 +71,7 @@ var errProviderDown = errors.New("identity provider unreachable")
 type oidcClient struct {
 	cfg     Config
 	baseCtx context.Context // long-lived, carries the HTTP client for key fetches
+	client  *http.Client    // the HTTP client for discovery
 
 	mu         sync.Mutex
 	provider   *oidc.Provider
@@ -74,22 +79,51 @@ type oidcClient struct {
 	oauth      oauth2.Config
 	endSession string
 	origins    []string // origins forms may post to (CSP form-action): authorize and end_session
+
+	setupLogged time.Time // when a refresh refused for a set-up problem was last logged
+}
+
+// setupLogEvery spaces the ERROR records of refreshes the provider refuses for a set-up
+// problem: every signed-in person's re-check meets the same one.
+const setupLogEvery = 10 * time.Minute
+
+// logSetupProblem logs a refresh refused because of how cartclass is set up, at ERROR, at
+// most once every setupLogEvery.
+func (c *oidcClient) logSetupProblem(log *slog.Logger, se *setupError, now time.Time) {
+	c.mu.Lock()
+	due := c.setupLogged.IsZero() || now.Sub(c.setupLogged) >= setupLogEvery
+	if due {
+		c.setupLogged = now
+	}
+	c.mu.Unlock()
+	if due {
+		se.log(log)
+	}
 }
 
 // newOIDCClient discovers the provider. A wrong issuer (no such host, not an OIDC issuer,
 // issuer mismatch) fails fast; a provider that is merely unreachable is logged and retried
 // lazily.
 func newOIDCClient(ctx context.Context, cfg Config, client *http.Client) (*oidcClient, error) {
-	c := &oidcClient{cfg: cfg, baseCtx: oidc.ClientContext(ctx, client)}
+	c := &oidcClient{cfg: cfg, baseCtx: oidc.ClientContext(ctx, client), client: client}
 	err := c.discover()
 	if err != nil && !transient(err) {
-		return nil, fmt.Errorf("OIDC issuer %s: %w (check CARTCLASS_OIDC_ISSUER)", cfg.OIDCIssuer, err)
+		hint := "check that it is your identity provider's issuer URL, such as https://login.microsoftonline.com/<tenant-id>/v2.0"
+		var de *discoveryError
+		if errors.As(err, &de) && de.hint != "" {
+			hint = de.hint
+		}
+		return nil, fmt.Errorf("CARTCLASS_OIDC_ISSUER=%q: %w; %s", cfg.OIDCIssuer, err, hint)
 	}
 	return c, err
 }
 
 // transient reports whether a discovery error means "down right now" rather than "wrong".
 func transient(err error) bool {
+	var de *discoveryError
+	if errors.As(err, &de) {
+		return de.temporary
+	}
 	var dns *net.DNSError
 	if errors.As(err, &dns) {
 		return !dns.IsNotFound
@@ -102,20 +136,122 @@ func transient(err error) bool {
 	return errors.As(err, &op)
 }
 
+// discoveryError is an answer at the discovery URL that is no OpenID configuration, told
+// by what was fetched, the status and the content type: never the body, which may be
+// a whole web page (or something the operator would not want in a log).
+type discoveryError struct {
+	msg       string
+	hint      string // what to do, when it is not the usual check of the issuer URL
+	temporary bool   // the provider is failing for now (502, 503, 504, 429), not wrong
+}
+
+func (e *discoveryError) Error() string { return e.msg }
+
+// maxDiscoveryBytes bounds the discovery document read (Entra's is about 2 KB).
+const maxDiscoveryBytes = 1 << 20
+
+// discoveryDoc is the part of the OpenID configuration cartclass uses.
+type discoveryDoc struct {
+	oidc.ProviderConfig
+	EndSession string `json:"end_session_endpoint"`
+}
+
+// fetchDiscovery reads issuer's OpenID configuration itself, rather than through
+// oidc.NewProvider, whose errors carry the body of whatever answered.
+func (c *oidcClient) fetchDiscovery() (*discoveryDoc, error) {
+	issuer := c.cfg.OIDCIssuer
+	wellKnown := strings.TrimSuffix(issuer, "/") + "/.well-known/openid-configuration"
+	req, err := http.NewRequestWithContext(c.baseCtx, http.MethodGet, wellKnown, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", "application/json")
+	res, err := c.client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer res.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(res.Body, maxDiscoveryBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", wellKnown, err)
+	}
+	ct := headerText(res.Header.Get("Content-Type"))
+	if ct == "" {
+		ct = "no content type"
+	}
+	what := "GET " + wellKnown
+	if final := res.Request.URL; final.String() != wellKnown {
+		what += " was redirected to " + (&url.URL{Scheme: final.Scheme, Host: final.Host, Path: final.Path}).String() + " (a sign-in page?), which"
+	}
+	if res.StatusCode != http.StatusOK {
+		temporary := res.StatusCode == http.StatusBadGateway || res.StatusCode == http.StatusServiceUnavailable ||
+			res.StatusCode == http.StatusGatewayTimeout || res.StatusCode == http.StatusTooManyRequests
+		return nil, &discoveryError{temporary: temporary,
+			msg: fmt.Sprintf("%s answered %s (%s), not an OpenID configuration", what, res.Status, ct)}
+	}
+	var doc discoveryDoc
+	if len(body) > maxDiscoveryBytes || json.Unmarshal(body, &doc) != nil {
+		return nil, &discoveryError{msg: fmt.Sprintf("%s answered %s with %s that is not an OpenID configuration (JSON)", what, res.Status, ct)}
+	}
+	var missing []string
+	for _, f := range []struct{ name, v string }{
+		{"issuer", doc.IssuerURL}, {"authorization_endpoint", doc.AuthURL}, {"token_endpoint", doc.TokenURL}, {"jwks_uri", doc.JWKSURL},
+	} {
+		if f.v == "" {
+			missing = append(missing, f.name)
+		}
+	}
+	if len(missing) > 0 {
+		return nil, &discoveryError{msg: fmt.Sprintf("%s answered JSON (%s) that is not an OpenID configuration: it has no %s", what, ct, strings.Join(missing, ", "))}
+	}
+	if doc.IssuerURL != issuer {
+		msg := fmt.Sprintf("the provider at %s calls itself %q, not %q, and ID tokens must name the issuer exactly", wellKnown, headerText(doc.IssuerURL), issuer)
+		if strings.TrimSuffix(doc.IssuerURL, "/") == strings.TrimSuffix(issuer, "/") {
+			msg += " (they differ in the trailing slash)"
+		} else if strings.Contains(issuer, "/common/") || strings.Contains(issuer, "/organizations/") {
+			msg += " (Entra ID: put your tenant's ID in place of common or organizations)"
+		}
+		return nil, &discoveryError{msg: msg, hint: "if that is your provider, set CARTCLASS_OIDC_ISSUER to exactly the issuer it names"}
+	}
+	// Only the algorithms go-oidc verifies (oidc.NewProvider keeps the same ones): a
+	// provider listing "none" or HS256 must not make the verifier accept them.
+	var algs []string
+	for _, a := range doc.Algorithms {
+		switch a {
+		case oidc.RS256, oidc.RS384, oidc.RS512, oidc.ES256, oidc.ES384, oidc.ES512, oidc.PS256, oidc.PS384, oidc.PS512, oidc.EdDSA:
+			algs = append(algs, a)
+		}
+	}
+	doc.Algorithms = algs
+	return &doc, nil
+}
+
+// headerText is s from another server, made fit for a message: printable and short.
+func headerText(s string) string { return clip(s, 120) }
+
+// clip is s without control characters, cut at n characters.
+func clip(s string, n int) string {
+	s = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return -1
+		}
+		return r
+	}, s)
+	if r := []rune(s); len(r) > n {
+		s = string(r[:n]) + "…"
+	}
+	return s
+}
+
 func (c *oidcClient) discover() error {
-	p, err := oidc.NewProvider(c.baseCtx, c.cfg.OIDCIssuer)
+	doc, err := c.fetchDiscovery()
 	if err != nil {
 		return err
 	}
-	var extra struct {
-		EndSession string `json:"end_session_endpoint"`
-	}
-	if err := p.Claims(&extra); err != nil {
-		return err
-	}
+	p := doc.ProviderConfig.NewProvider(c.baseCtx)
 	origins := []string{originOf(p.Endpoint().AuthURL)}
-	if extra.EndSession != "" {
-		origins = append(origins, originOf(extra.EndSession))
+	if doc.EndSession != "" {
+		origins = append(origins, originOf(doc.EndSession))
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -128,7 +264,7 @@ func (c *oidcClient) discover() error {
 		RedirectURL:  c.cfg.RedirectURL(),
 		Scopes:       c.cfg.OIDCScopes,
 	}
-	c.endSession = extra.EndSession
+	c.endSession = doc.EndSession
 	c.origins = origins
 	return nil
 }
@@ -218,6 +354,99 @@ type authError struct {
 
 func (e *authError) Error() string { return e.title + ": " + fmt.Sprint(e.cause) }
 
+// setupError is the identity provider refusing cartclass itself (its client id, secret,
+// redirect URI or scopes) rather than the person signing in: only whoever runs cartclass
+// can mend it, and signing in again will not help.
+type setupError struct {
+	step     string // where the provider said it: authorize (the callback), token or refresh
+	code     string // the OAuth error code
+	aadsts   string // Entra ID's AADSTS code from the description, if any
+	desc     string // the provider's description, bounded and with the secret masked: for the log
+	settings string // the settings to check, for the log
+	advice   string // what to check, in words, for the page
+}
+
+func (e *setupError) Error() string {
+	return "the identity provider refused cartclass itself at " + e.step + " (" + e.codes() + "): check " + e.settings
+}
+
+// log writes the one ERROR record of a set-up problem: the provider's codes and what to
+// check; never a secret, token or authorization code.
+func (e *setupError) log(l *slog.Logger) {
+	l.Error("identity provider refused cartclass: set-up problem", "step", e.step, "oauth_error", e.code,
+		"aadsts", e.aadsts, "check", e.settings, "description", e.desc)
+}
+
+// codes is the provider's error code, and Entra's AADSTS code when there is one.
+func (e *setupError) codes() string {
+	if e.aadsts != "" {
+		return e.code + ", " + e.aadsts
+	}
+	return e.code
+}
+
+var aadstsCode = regexp.MustCompile(`\bAADSTS\d{4,7}\b`)
+
+// redirectMentioned reports whether a provider's error description is about the redirect
+// URI (Entra ID: AADSTS50011 "the redirect URI … does not match", AADSTS500113 "no reply
+// address is registered"; zitadel: "redirect_uri does not correspond").
+func redirectMentioned(desc, aadsts string) bool {
+	d := strings.ToLower(desc)
+	return aadsts == "AADSTS50011" || aadsts == "AADSTS500113" || strings.Contains(d, "redirect_uri") ||
+		strings.Contains(d, "redirect uri") || strings.Contains(d, "reply url") || strings.Contains(d, "reply address")
+}
+
+// providerRefusal is the set-up problem an OAuth error from the provider means, or nil when
+// the error is about the person or the moment (access_denied, a used or expired code, the
+// provider failing): step is authorize (an error the provider sent to the callback), token
+// (the code exchange) or refresh. secrets are masked in the description kept for the log.
+func (s *Server) providerRefusal(step, code, desc string, secrets ...string) *setupError {
+	e := &setupError{step: step, code: code, aadsts: aadstsCode.FindString(desc)}
+	redirect := redirectMentioned(desc, e.aadsts)
+	switch {
+	case redirect && step != "refresh" && (code == "invalid_request" || code == "invalid_grant" || code == "unauthorized_client" || code == "invalid_client"):
+		e.settings = "the redirect URI " + s.cfg.RedirectURL() + " registered at the provider, CARTCLASS_PUBLIC_URL"
+		e.advice = "the redirect URI " + s.cfg.RedirectURL() + " must be registered, exactly, in cartclass's app registration " +
+			"(Entra ID: Authentication → Web), and CARTCLASS_PUBLIC_URL must be the address people open cartclass at"
+	case code == "invalid_client" || (code == "unauthorized_client" && e.aadsts == "AADSTS700016"):
+		e.settings = "CARTCLASS_OIDC_CLIENT_SECRET, CARTCLASS_OIDC_CLIENT_ID"
+		switch e.aadsts {
+		case "AADSTS7000222":
+			e.advice = "cartclass's client secret has expired: make a new one in the app registration (Certificates & secrets) and put its Value in CARTCLASS_OIDC_CLIENT_SECRET"
+		case "AADSTS7000215":
+			e.advice = "cartclass's client secret is wrong: CARTCLASS_OIDC_CLIENT_SECRET must be the secret's Value, not its Secret ID"
+		case "AADSTS700016":
+			e.settings = "CARTCLASS_OIDC_CLIENT_ID, CARTCLASS_OIDC_ISSUER"
+			e.advice = "the provider does not know cartclass's application: check CARTCLASS_OIDC_CLIENT_ID (the Application (client) ID) and the tenant in CARTCLASS_OIDC_ISSUER"
+		default:
+			e.advice = "the provider does not accept cartclass's client credentials: check CARTCLASS_OIDC_CLIENT_SECRET (wrong, or expired) and CARTCLASS_OIDC_CLIENT_ID"
+		}
+	case code == "unauthorized_client":
+		e.settings = "CARTCLASS_OIDC_CLIENT_ID"
+		e.advice = "the provider does not let cartclass's application sign people in this way: check CARTCLASS_OIDC_CLIENT_ID " +
+			"(the Application (client) ID of a Web app registration in your tenant) and CARTCLASS_OIDC_ISSUER"
+	case code == "invalid_scope" && step != "refresh":
+		e.settings = "CARTCLASS_OIDC_SCOPES, CARTCLASS_GRAPH_SCOPES"
+		e.advice = "the provider refused a scope cartclass asks for: check CARTCLASS_OIDC_SCOPES and CARTCLASS_GRAPH_SCOPES, and the API permissions of the app registration"
+	case code == "unsupported_response_type" && step == "authorize":
+		e.settings = "CARTCLASS_OIDC_CLIENT_ID"
+		e.advice = "the app registration does not allow the authorization code flow cartclass uses: check CARTCLASS_OIDC_CLIENT_ID, and that the app is registered as a Web app"
+	case code == "invalid_request" && step == "authorize":
+		e.settings = "CARTCLASS_OIDC_CLIENT_ID, the redirect URI " + s.cfg.RedirectURL() + ", CARTCLASS_OIDC_SCOPES"
+		e.advice = "the provider refused cartclass's sign-in request: check CARTCLASS_OIDC_CLIENT_ID, that the redirect URI " +
+			s.cfg.RedirectURL() + " is registered for it, and CARTCLASS_OIDC_SCOPES"
+	default:
+		return nil
+	}
+	for _, secret := range append(secrets, s.cfg.OIDCClientSecret) {
+		if len(secret) >= 4 {
+			desc = strings.ReplaceAll(desc, secret, "[masked]")
+		}
+	}
+	e.desc = clip(strings.Join(strings.Fields(desc), " "), 400)
+	return e
+}
+
 // handleCallback completes the code flow: compare state with the cookie, take the login
 // record (single use), exchange the code with the PKCE verifier, verify the ID token and
 // its nonce, then rotate the session and go to the saved relative path.
@@ -250,6 +479,10 @@ func (s *Server) handleCallback(w http.ResponseWriter, r *http.Request) {
 	}
 
 	if e := q.Get("error"); e != "" {
+		if se := s.providerRefusal("authorize", e, q.Get("error_description")); se != nil {
+			s.fail(w, r, se)
+			return
+		}
 		msg := "The identity provider did not sign you in"
 		if e == "access_denied" {
 			msg = "Sign-in was cancelled or refused at the identity provider"
@@ -268,6 +501,13 @@ func (s *Server) handleCallback(w http.ResponseWriter, r *http.Request) {
 	ctx := oidc.ClientContext(r.Context(), s.httpClient)
 	tok, err := oc.Exchange(ctx, q.Get("code"), oauth2.VerifierOption(rec.Verifier))
 	if err != nil {
+		var re *oauth2.RetrieveError
+		if errors.As(err, &re) {
+			if se := s.providerRefusal("token", re.ErrorCode, re.ErrorDescription, q.Get("code"), rec.Verifier); se != nil {
+				s.fail(w, r, se)
+				return
+			}
+		}
 		status := http.StatusBadGateway // the provider failed
 		if grantRefused(err) {
 			status = http.StatusBadRequest // a used or expired code: the request, not the provider

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/url"
 	"slices"
@@ -127,10 +128,10 @@ const eduClassesScope = "https://graph.microsoft.com/EduRoster.ReadBasic"
 // Vars lists every variable cartclass reads, for -h and the README.
 var Vars = []Var{
 	{Name: "CARTCLASS_ADDR", Default: "127.0.0.1:8080", Usage: "host:port the web server listens on"},
-	{Name: "CARTCLASS_PUBLIC_URL", Default: "http:// + CARTCLASS_ADDR", Usage: "external URL; the redirect URI is <PUBLIC_URL>/auth/callback; https turns on Secure/__Host- cookies and HSTS"},
+	{Name: "CARTCLASS_PUBLIC_URL", Default: "http:// + CARTCLASS_ADDR", Usage: "the address people open cartclass at: https (http only on localhost, or with -dev); the redirect URI is <PUBLIC_URL>/auth/callback; https turns on Secure/__Host- cookies and HSTS"},
 	{Name: "CARTCLASS_DB", Default: "cartclass.db", DevNote: "cartclass-dev.db", Usage: "SQLite database file (created if missing)"},
 	{Name: "CARTCLASS_LOG_LEVEL", Default: "info", Usage: "log level: debug, info, warn or error"},
-	{Name: "CARTCLASS_OIDC_ISSUER", Default: "(required)", DevNote: "the built-in dev provider", Usage: "OpenID Connect issuer URL (discovery at /.well-known/openid-configuration)"},
+	{Name: "CARTCLASS_OIDC_ISSUER", Default: "(required)", DevNote: "the built-in dev provider", Usage: "OpenID Connect issuer URL, https outside localhost (discovery at /.well-known/openid-configuration)"},
 	{Name: "CARTCLASS_OIDC_CLIENT_ID", Default: "(required)", DevNote: "cartclass-dev", Usage: "client id of the confidential web client"},
 	{Name: "CARTCLASS_OIDC_CLIENT_SECRET", Default: "(required)", DevNote: "generated", Usage: "client secret", Secret: true},
 	{Name: "CARTCLASS_OIDC_SCOPES", Default: "openid profile email offline_access + Graph scopes (delegated)", Usage: "space-separated scopes requested at sign-in; when set, replaces the default list exactly"},
@@ -272,29 +273,83 @@ func loadConfig(getenv func(string) string, names []string, dev bool) (Config, e
 	var problems []string
 	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
 
-	cfg := Config{Dev: dev, Addr: get("CARTCLASS_ADDR"), DBPath: get("CARTCLASS_DB")}
-	if _, port, err := net.SplitHostPort(cfg.Addr); err != nil || port == "" {
-		bad("CARTCLASS_ADDR=%q: want host:port, e.g. 127.0.0.1:8080", cfg.Addr)
+	// durationAtLeast reads a positive Go duration of at least least (0 too when zeroOK), saying
+	// what is wrong with a value that is not one; want describes a good value.
+	durationAtLeast := func(name string, least time.Duration, zeroOK bool, want string) (time.Duration, bool) {
+		v := get(name)
+		d, err := time.ParseDuration(v)
+		switch {
+		case err != nil && countsDays(v):
+			bad("%s=%q: not a Go duration (they have no days, weeks or years: 30 days is 720h); %s", name, v, want)
+		case err != nil:
+			bad("%s=%q: not a Go duration (a number and a unit: s, m or h); %s", name, v, want)
+		case d < 0:
+			bad("%s=%q: is negative; %s", name, v, want)
+		case d == 0 && zeroOK:
+			return 0, true
+		case d == 0:
+			bad("%s=%q: is zero; %s", name, v, want)
+		case d < least:
+			bad("%s=%q: is shorter than %s; %s", name, v, shortDuration(least), want)
+		default:
+			return d, true
+		}
+		return 0, false
 	}
-	if err := cfg.LogLevel.UnmarshalText([]byte(get("CARTCLASS_LOG_LEVEL"))); err != nil {
-		bad("CARTCLASS_LOG_LEVEL=%q: want debug, info, warn or error", getenv("CARTCLASS_LOG_LEVEL"))
+	// wholeNumber reads a whole number from least to most.
+	wholeNumber := func(name string, least, most int, want string) (int, bool) {
+		v := get(name)
+		n, err := strconv.Atoi(v)
+		switch {
+		case err != nil:
+			bad("%s=%q: not a whole number; %s", name, v, want)
+		case n < least:
+			bad("%s=%q: is less than %d; %s", name, v, least, want)
+		case n > most:
+			bad("%s=%q: is more than %d; %s", name, v, most, want)
+		default:
+			return n, true
+		}
+		return 0, false
 	}
 
-	public := "http://" + cfg.Addr
-	if set("CARTCLASS_PUBLIC_URL") {
-		public = get("CARTCLASS_PUBLIC_URL")
-	}
-	if u, err := url.Parse(public); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
-		bad("CARTCLASS_PUBLIC_URL=%q: want an http(s) origin such as https://cartclass.school.example", public)
+	cfg := Config{Dev: dev, Addr: get("CARTCLASS_ADDR"), DBPath: get("CARTCLASS_DB")}
+	addrOK := false
+	if problem := listenAddrProblem(cfg.Addr); problem != "" {
+		bad("CARTCLASS_ADDR=%q: %s; use one such as 127.0.0.1:8080, or :8080 for every interface", cfg.Addr, problem)
 	} else {
-		u.Path = ""
-		cfg.PublicURL = u
+		addrOK = true
+	}
+	if err := cfg.LogLevel.UnmarshalText([]byte(get("CARTCLASS_LOG_LEVEL"))); err != nil {
+		bad("CARTCLASS_LOG_LEVEL=%q: not a log level; use debug, info, warn or error", get("CARTCLASS_LOG_LEVEL"))
+	}
+
+	if set("CARTCLASS_PUBLIC_URL") {
+		public := get("CARTCLASS_PUBLIC_URL")
+		u, problem := originProblem(public)
+		switch {
+		case problem != "":
+			bad("CARTCLASS_PUBLIC_URL=%q: %s", public, problem)
+		case !dev && u.Scheme == "http" && !loopback(u.Hostname()):
+			bad("CARTCLASS_PUBLIC_URL=%q: must be https outside localhost: Entra ID accepts http redirect URIs only for localhost, and cookies would travel in clear", public)
+		default:
+			cfg.PublicURL = u
+		}
+	} else if addrOK {
+		// Not given: cartclass as its own listener shows it. A wrong CARTCLASS_ADDR is
+		// reported once, as itself.
+		cfg.PublicURL = &url.URL{Scheme: "http", Host: cfg.Addr}
 	}
 
 	cfg.OIDCIssuer, cfg.OIDCClientID, cfg.OIDCClientSecret = get("CARTCLASS_OIDC_ISSUER"), get("CARTCLASS_OIDC_CLIENT_ID"), get("CARTCLASS_OIDC_CLIENT_SECRET")
 	if !dev || cfg.OIDCIssuer != "" {
-		if u, err := url.Parse(cfg.OIDCIssuer); cfg.OIDCIssuer == "" || err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-			bad("CARTCLASS_OIDC_ISSUER=%q: required, the issuer URL, e.g. https://login.microsoftonline.com/<tenant-id>/v2.0", cfg.OIDCIssuer)
+		const issuerExample = "such as https://login.microsoftonline.com/<tenant-id>/v2.0"
+		if cfg.OIDCIssuer == "" {
+			bad("CARTCLASS_OIDC_ISSUER: required, the identity provider's issuer URL, %s", issuerExample)
+		} else if u, problem := urlProblem(cfg.OIDCIssuer); problem != "" {
+			bad("CARTCLASS_OIDC_ISSUER=%q: %s; use the identity provider's issuer URL, %s", cfg.OIDCIssuer, problem, issuerExample)
+		} else if !dev && u.Scheme == "http" && !loopback(u.Hostname()) {
+			bad("CARTCLASS_OIDC_ISSUER=%q: must be https outside localhost: sign-in codes and tokens would travel in clear (Entra ID's issuer is https)", cfg.OIDCIssuer)
 		}
 		if cfg.OIDCClientID == "" {
 			bad("CARTCLASS_OIDC_CLIENT_ID: required (the application's client id)")
@@ -306,7 +361,7 @@ func loadConfig(getenv func(string) string, names []string, dev bool) (Config, e
 
 	cfg.GraphAuth = GraphAuth(get("CARTCLASS_GRAPH_AUTH"))
 	if cfg.GraphAuth != GraphAuthDelegated && cfg.GraphAuth != GraphAuthApp {
-		bad("CARTCLASS_GRAPH_AUTH=%q: want delegated or app", cfg.GraphAuth)
+		bad("CARTCLASS_GRAPH_AUTH=%q: not a mode; use delegated (each admin's own token) or app (cartclass's client credentials)", cfg.GraphAuth)
 	}
 	switch v := strings.TrimSpace(getenv("CARTCLASS_EDU_CLASSES")); strings.ToLower(v) {
 	case "", "on":
@@ -323,32 +378,35 @@ func loadConfig(getenv func(string) string, names []string, dev bool) (Config, e
 			cfg.GraphScopes = append(cfg.GraphScopes, eduClassesScope)
 		}
 	}
-	cfg.GraphURL = strings.TrimSuffix(getenv("CARTCLASS_GRAPH_URL"), "/")
+	cfg.GraphURL = strings.TrimSuffix(strings.TrimSpace(getenv("CARTCLASS_GRAPH_URL")), "/")
 	if cfg.GraphURL == "" && !dev {
 		cfg.GraphURL = "https://graph.microsoft.com/beta"
 	}
 	if cfg.GraphURL != "" {
-		if u, err := url.Parse(cfg.GraphURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-			bad("CARTCLASS_GRAPH_URL=%q: want an http(s) URL such as https://graph.microsoft.com/beta", cfg.GraphURL)
+		if u, problem := urlProblem(cfg.GraphURL); problem != "" {
+			bad("CARTCLASS_GRAPH_URL=%q: %s; use Graph's base URL, such as https://graph.microsoft.com/beta", cfg.GraphURL, problem)
+		} else if !dev && u.Scheme == "http" && !loopback(u.Hostname()) {
+			bad("CARTCLASS_GRAPH_URL=%q: must be https outside localhost: the admins' access tokens would travel in clear", cfg.GraphURL)
 		}
 	}
 	cfg.GraphTokenURL = strings.TrimSpace(getenv("CARTCLASS_GRAPH_TOKEN_URL"))
+	if cfg.GraphTokenURL != "" {
+		if u, problem := urlProblem(cfg.GraphTokenURL); problem != "" {
+			bad("CARTCLASS_GRAPH_TOKEN_URL=%q: %s; use a token endpoint, such as https://login.microsoftonline.com/<tenant-id>/oauth2/v2.0/token", cfg.GraphTokenURL, problem)
+		} else if !dev && u.Scheme == "http" && !loopback(u.Hostname()) {
+			bad("CARTCLASS_GRAPH_TOKEN_URL=%q: must be https outside localhost: the client secret would travel in clear", cfg.GraphTokenURL)
+		}
+	}
 	cfg.GraphClientID = strings.TrimSpace(getenv("CARTCLASS_GRAPH_CLIENT_ID"))
 	cfg.GraphClientSecret = strings.TrimSpace(getenv("CARTCLASS_GRAPH_CLIENT_SECRET"))
 	cfg.GraphAppScope = get("CARTCLASS_GRAPH_APP_SCOPE")
-	if n, err := strconv.Atoi(get("CARTCLASS_GRAPH_WRITES_PER_20S")); err != nil || n < 0 || n > 100 {
-		bad("CARTCLASS_GRAPH_WRITES_PER_20S=%q: want a whole number from 0 (no pacing) to 100 (Intune's limit per app)", get("CARTCLASS_GRAPH_WRITES_PER_20S"))
-	} else {
+	if n, ok := wholeNumber("CARTCLASS_GRAPH_WRITES_PER_20S", 0, 100, "use one from 0 (no pacing) to 100 (Intune's limit per app)"); ok {
 		cfg.GraphWritesPer20s = n
 	}
-	if v, err := time.ParseDuration(get("CARTCLASS_GRAPH_SYNC_EVERY")); err != nil || v < 0 || (v > 0 && v < minSyncEvery) {
-		bad("CARTCLASS_GRAPH_SYNC_EVERY=%q: want 0 (no schedule) or a duration of at least 5s, such as 15m", get("CARTCLASS_GRAPH_SYNC_EVERY"))
-	} else {
+	if v, ok := durationAtLeast("CARTCLASS_GRAPH_SYNC_EVERY", minSyncEvery, true, "use 0 (no schedule) or a duration of at least 5s, such as 15m"); ok {
 		cfg.GraphSyncEvery = v
 	}
-	if v, err := time.ParseDuration(get("CARTCLASS_HISTORY_KEEP")); err != nil || v < 0 || (v > 0 && v < minHistoryKeep) {
-		bad("CARTCLASS_HISTORY_KEEP=%q: want 0 (keep history for ever) or a Go duration of at least 24h, such as 8760h for a year (Go durations have no days)", get("CARTCLASS_HISTORY_KEEP"))
-	} else {
+	if v, ok := durationAtLeast("CARTCLASS_HISTORY_KEEP", minHistoryKeep, true, "use 0 (keep history for ever) or a Go duration of at least 24h, such as 8760h for a year"); ok {
 		cfg.HistoryKeep = v
 	}
 	if set("CARTCLASS_OIDC_SCOPES") {
@@ -360,7 +418,7 @@ func loadConfig(getenv func(string) string, names []string, dev bool) (Config, e
 		}
 	}
 	if !contains(cfg.OIDCScopes, "openid") {
-		bad("CARTCLASS_OIDC_SCOPES=%q: must include openid", strings.Join(cfg.OIDCScopes, " "))
+		bad("CARTCLASS_OIDC_SCOPES=%q: lacks openid, without which there is no ID token to sign in with; add it", strings.Join(cfg.OIDCScopes, " "))
 	}
 
 	cfg.AdminRoles, cfg.AdminGroups, cfg.AdminSubjects = list(get("CARTCLASS_ADMIN_ROLES")), list(get("CARTCLASS_ADMIN_GROUPS")), list(get("CARTCLASS_ADMIN_SUBJECTS"))
@@ -378,32 +436,24 @@ func loadConfig(getenv func(string) string, names []string, dev bool) (Config, e
 		name string
 		dst  *time.Duration
 	}{{"CARTCLASS_SESSION_IDLE", &cfg.SessionIdle}, {"CARTCLASS_SESSION_MAX", &cfg.SessionMax}, {"CARTCLASS_ROLE_RECHECK", &cfg.RoleRecheck}} {
-		v, err := time.ParseDuration(get(d.name))
-		if err != nil || v <= 0 {
-			bad("%s=%q: want a positive duration such as 8h or 30m", d.name, get(d.name))
+		if v, ok := durationAtLeast(d.name, 0, false, "use a duration such as 8h or 30m"); ok {
+			*d.dst = v
 		}
-		*d.dst = v
 	}
 
-	if v, err := time.ParseDuration(get("CARTCLASS_SHUTDOWN_TIMEOUT")); err != nil || v < 0 {
-		bad("CARTCLASS_SHUTDOWN_TIMEOUT=%q: want a Go duration such as 20s or 1m", get("CARTCLASS_SHUTDOWN_TIMEOUT"))
-	} else {
+	if v, ok := durationAtLeast("CARTCLASS_SHUTDOWN_TIMEOUT", 0, true, "use a Go duration such as 20s or 1m"); ok {
 		cfg.ShutdownTimeout = v
 	}
 	cfg.BackupDir = strings.TrimSpace(getenv("CARTCLASS_BACKUP_DIR"))
-	if v, err := time.ParseDuration(get("CARTCLASS_BACKUP_EVERY")); err != nil || v < time.Minute {
-		bad("CARTCLASS_BACKUP_EVERY=%q: want a Go duration of at least 1m, such as 24h or 6h", get("CARTCLASS_BACKUP_EVERY"))
-	} else {
+	if v, ok := durationAtLeast("CARTCLASS_BACKUP_EVERY", time.Minute, false, "use a Go duration of at least 1m, such as 24h or 6h"); ok {
 		cfg.BackupEvery = v
 	}
-	if n, err := strconv.Atoi(get("CARTCLASS_BACKUP_KEEP")); err != nil || n < 1 {
-		bad("CARTCLASS_BACKUP_KEEP=%q: want a whole number of backups to keep, at least 1", get("CARTCLASS_BACKUP_KEEP"))
-	} else {
+	if n, ok := wholeNumber("CARTCLASS_BACKUP_KEEP", 1, math.MaxInt32, "use the number of backups to keep, at least 1"); ok {
 		cfg.BackupKeep = n
 	}
 	if v := strings.TrimSpace(getenv("CARTCLASS_METRICS_ADDR")); v != "" {
-		if _, port, err := net.SplitHostPort(v); err != nil || port == "" {
-			bad("CARTCLASS_METRICS_ADDR=%q: not host:port; use one such as 127.0.0.1:9090", v)
+		if problem := listenAddrProblem(v); problem != "" {
+			bad("CARTCLASS_METRICS_ADDR=%q: %s; use one such as 127.0.0.1:9090", v, problem)
 		} else if samePort(v, cfg.Addr) {
 			bad("CARTCLASS_METRICS_ADDR=%q: is the port CARTCLASS_ADDR serves; metrics need a listener of their own, never the public one", v)
 		} else {
@@ -441,6 +491,89 @@ func loadConfig(getenv func(string) string, names []string, dev bool) (Config, e
 		return cfg, errors.New("invalid configuration:\n  " + strings.Join(problems, "\n  "))
 	}
 	return cfg, nil
+}
+
+// listenAddrProblem says what is wrong with addr as a listen address (host:port), or "".
+func listenAddrProblem(addr string) string {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "not host:port"
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return "the port " + strconv.Quote(port) + " is not a number from 1 to 65535"
+	}
+	return ""
+}
+
+// urlProblem parses raw as an absolute http(s) URL, saying what is wrong if it is not one.
+func urlProblem(raw string) (*url.URL, string) {
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil || u.Scheme == "" || u.Opaque != "":
+		return nil, "not a URL"
+	case u.Scheme != "http" && u.Scheme != "https":
+		return nil, "has the scheme " + strconv.Quote(u.Scheme) + ", not https"
+	case u.Host == "" || u.Hostname() == "":
+		return nil, "has no host"
+	case u.User != nil:
+		return nil, "has a user name or password in it"
+	case u.RawQuery != "" || u.Fragment != "" || u.ForceQuery:
+		return nil, "has a query or fragment"
+	}
+	if port := u.Port(); port != "" {
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return nil, "has the port " + strconv.Quote(port) + ", not a number from 1 to 65535"
+		}
+	}
+	return u, ""
+}
+
+// originProblem reads CARTCLASS_PUBLIC_URL: a URL with no path (cartclass serves its host's
+// root), a trailing slash allowed.
+func originProblem(raw string) (*url.URL, string) {
+	const example = "use the address people open cartclass at, such as https://cartclass.school.example"
+	u, problem := urlProblem(raw)
+	if problem != "" {
+		return nil, problem + "; " + example
+	}
+	if u.Path != "" && u.Path != "/" {
+		return nil, "has a path (" + u.Path + "); cartclass is served at the root of its host: " + example
+	}
+	u.Path, u.RawPath = "", ""
+	return u, ""
+}
+
+// loopback reports whether host is this machine (localhost, 127.0.0.0/8 or ::1): the only
+// hosts where plain http is acceptable outside -dev.
+func loopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// shortDuration writes d as a person would: 24h, 5s, 1m rather than 24h0m0s.
+func shortDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
+
+// countsDays reports whether v counts in days, weeks or years (such as 30d), which Go
+// durations do not have.
+func countsDays(v string) bool {
+	for i := 1; i < len(v); i++ {
+		if v[i-1] >= '0' && v[i-1] <= '9' && strings.ContainsRune("dDwWyY", rune(v[i])) {
+			return true
+		}
+	}
+	return false
 }
 
 // samePort reports whether two listen addresses would collide: the same port on the same

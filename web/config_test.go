@@ -222,7 +222,7 @@ func TestConfigHistoryKeep(t *testing.T) {
 			continue
 		}
 		msg := err.Error()
-		if !strings.Contains(msg, `CARTCLASS_HISTORY_KEEP="`+v+`": want 0 (keep history for ever) or a Go duration of at least 24h, such as 8760h for a year`) {
+		if !strings.Contains(msg, `CARTCLASS_HISTORY_KEEP="`+v+`": `) || !strings.Contains(msg, `; use 0 (keep history for ever) or a Go duration of at least 24h, such as 8760h for a year`) {
 			t.Errorf("CARTCLASS_HISTORY_KEEP=%q: message %q", v, msg)
 		}
 		if strings.Contains(msg, "SESSION") || strings.Contains(msg, "OIDC") {
@@ -326,6 +326,145 @@ func TestConfigBackups(t *testing.T) {
 		_, err := web.LoadConfig(envFunc(env), false)
 		if err == nil || !strings.Contains(err.Error(), name+`="`+v+`"`) {
 			t.Errorf("%s=%s: %v", name, v, err)
+		}
+	}
+}
+
+// A value that is given but wrong says what is wrong with it, and what to write instead;
+// "required" is only ever said of a setting left empty.
+func TestConfigSaysWhatIsWrongWithAValue(t *testing.T) {
+	for _, c := range []struct {
+		name, value string
+		dev         bool
+		want        string
+	}{
+		{"CARTCLASS_ADDR", "localhost", false, `CARTCLASS_ADDR="localhost": not host:port; use one such as 127.0.0.1:8080, or :8080 for every interface`},
+		{"CARTCLASS_ADDR", "127.0.0.1:http", false, `CARTCLASS_ADDR="127.0.0.1:http": the port "http" is not a number from 1 to 65535`},
+		{"CARTCLASS_ADDR", "127.0.0.1:80800", false, `CARTCLASS_ADDR="127.0.0.1:80800": the port "80800" is not a number from 1 to 65535`},
+		{"CARTCLASS_LOG_LEVEL", "chatty", false, `CARTCLASS_LOG_LEVEL="chatty": not a log level; use debug, info, warn or error`},
+
+		{"CARTCLASS_PUBLIC_URL", "cartclass.school.example", false, `CARTCLASS_PUBLIC_URL="cartclass.school.example": not a URL; use the address people open cartclass at, such as https://cartclass.school.example`},
+		{"CARTCLASS_PUBLIC_URL", "localhost:8080", false, `CARTCLASS_PUBLIC_URL="localhost:8080": not a URL;`},
+		{"CARTCLASS_PUBLIC_URL", "ftp://cartclass.school.example", false, `CARTCLASS_PUBLIC_URL="ftp://cartclass.school.example": has the scheme "ftp", not https;`},
+		{"CARTCLASS_PUBLIC_URL", "https://", false, `CARTCLASS_PUBLIC_URL="https://": has no host;`},
+		{"CARTCLASS_PUBLIC_URL", "https://cartclass.school.example/cartclass", false, `CARTCLASS_PUBLIC_URL="https://cartclass.school.example/cartclass": has a path (/cartclass); cartclass is served at the root of its host`},
+		{"CARTCLASS_PUBLIC_URL", "https://cartclass.school.example/?x=1", false, `CARTCLASS_PUBLIC_URL="https://cartclass.school.example/?x=1": has a query or fragment;`},
+		{"CARTCLASS_PUBLIC_URL", "https://admin:pw@cartclass.school.example", false, `has a user name or password in it;`},
+		{"CARTCLASS_PUBLIC_URL", "http://cartclass.school.example", false, `CARTCLASS_PUBLIC_URL="http://cartclass.school.example": must be https outside localhost: Entra ID accepts http redirect URIs only for localhost, and cookies would travel in clear`},
+		{"CARTCLASS_PUBLIC_URL", "http://10.1.2.3:8080", false, `CARTCLASS_PUBLIC_URL="http://10.1.2.3:8080": must be https outside localhost`},
+
+		{"CARTCLASS_OIDC_ISSUER", "login.microsoftonline.com/tenant/v2.0", false, `CARTCLASS_OIDC_ISSUER="login.microsoftonline.com/tenant/v2.0": not a URL; use the identity provider's issuer URL, such as https://login.microsoftonline.com/<tenant-id>/v2.0`},
+		{"CARTCLASS_OIDC_ISSUER", "%zz", false, `CARTCLASS_OIDC_ISSUER="%zz": not a URL;`},
+		{"CARTCLASS_OIDC_ISSUER", "https:///tenant/v2.0", false, `CARTCLASS_OIDC_ISSUER="https:///tenant/v2.0": has no host;`},
+		{"CARTCLASS_OIDC_ISSUER", "ldap://dc1.school.example", false, `CARTCLASS_OIDC_ISSUER="ldap://dc1.school.example": has the scheme "ldap", not https;`},
+		{"CARTCLASS_OIDC_ISSUER", "http://sso.school.example/realms/school", false, `CARTCLASS_OIDC_ISSUER="http://sso.school.example/realms/school": must be https outside localhost: sign-in codes and tokens would travel in clear`},
+		{"CARTCLASS_OIDC_ISSUER", "https://sso.school.example/?tenant=1", false, `has a query or fragment;`},
+		// The same in -dev, where the built-in provider is skipped for a given issuer.
+		{"CARTCLASS_OIDC_ISSUER", "sso.school.example", true, `CARTCLASS_OIDC_ISSUER="sso.school.example": not a URL;`},
+
+		{"CARTCLASS_SESSION_KEY", "c2hvcnQ=", false, `CARTCLASS_SESSION_KEY: key 1 has 5 bytes; at least 32 are needed`},
+		{"CARTCLASS_SESSION_KEY", "not base64!", false, `CARTCLASS_SESSION_KEY: key 1 is neither base64 nor hex`},
+		{"CARTCLASS_SESSION_IDLE", "soon", false, `CARTCLASS_SESSION_IDLE="soon": not a Go duration (a number and a unit: s, m or h); use a duration such as 8h or 30m`},
+		{"CARTCLASS_SESSION_MAX", "1d", false, `CARTCLASS_SESSION_MAX="1d": not a Go duration (they have no days, weeks or years: 30 days is 720h)`},
+		{"CARTCLASS_SESSION_MAX", "0", false, `CARTCLASS_SESSION_MAX="0": is zero; use a duration such as 8h or 30m`},
+		{"CARTCLASS_ROLE_RECHECK", "-10m", false, `CARTCLASS_ROLE_RECHECK="-10m": is negative;`},
+		{"CARTCLASS_OIDC_SCOPES", "profile email", false, `CARTCLASS_OIDC_SCOPES="profile email": lacks openid, without which there is no ID token to sign in with; add it`},
+		{"CARTCLASS_TRUSTED_PROXIES", "proxy.school.example", false, `CARTCLASS_TRUSTED_PROXIES: "proxy.school.example" is not an address or a CIDR range such as 10.0.0.0/8`},
+
+		{"CARTCLASS_GRAPH_AUTH", "both", false, `CARTCLASS_GRAPH_AUTH="both": not a mode; use delegated (each admin's own token) or app (cartclass's client credentials)`},
+		{"CARTCLASS_EDU_CLASSES", "yes", false, `CARTCLASS_EDU_CLASSES="yes": want on (read the school's classes from Graph) or off`},
+		{"CARTCLASS_GRAPH_URL", "graph.microsoft.com/beta", false, `CARTCLASS_GRAPH_URL="graph.microsoft.com/beta": not a URL; use Graph's base URL, such as https://graph.microsoft.com/beta`},
+		{"CARTCLASS_GRAPH_URL", "http://graph.school.example/beta", false, `CARTCLASS_GRAPH_URL="http://graph.school.example/beta": must be https outside localhost: the admins' access tokens would travel in clear`},
+		{"CARTCLASS_GRAPH_TOKEN_URL", "login.microsoftonline.com/t/oauth2/v2.0/token", false, `CARTCLASS_GRAPH_TOKEN_URL="login.microsoftonline.com/t/oauth2/v2.0/token": not a URL; use a token endpoint`},
+		{"CARTCLASS_GRAPH_TOKEN_URL", "http://sso.school.example/token", false, `CARTCLASS_GRAPH_TOKEN_URL="http://sso.school.example/token": must be https outside localhost: the client secret would travel in clear`},
+		{"CARTCLASS_GRAPH_WRITES_PER_20S", "lots", false, `CARTCLASS_GRAPH_WRITES_PER_20S="lots": not a whole number; use one from 0 (no pacing) to 100 (Intune's limit per app)`},
+		{"CARTCLASS_GRAPH_WRITES_PER_20S", "150", false, `CARTCLASS_GRAPH_WRITES_PER_20S="150": is more than 100;`},
+		{"CARTCLASS_GRAPH_WRITES_PER_20S", "-1", false, `CARTCLASS_GRAPH_WRITES_PER_20S="-1": is less than 0;`},
+		{"CARTCLASS_GRAPH_SYNC_EVERY", "4s", false, `CARTCLASS_GRAPH_SYNC_EVERY="4s": is shorter than 5s; use 0 (no schedule) or a duration of at least 5s, such as 15m`},
+		{"CARTCLASS_GRAPH_SYNC_EVERY", "15", false, `CARTCLASS_GRAPH_SYNC_EVERY="15": not a Go duration (a number and a unit: s, m or h);`},
+		{"CARTCLASS_HISTORY_KEEP", "30d", false, `CARTCLASS_HISTORY_KEEP="30d": not a Go duration (they have no days, weeks or years: 30 days is 720h); use 0 (keep history for ever)`},
+		{"CARTCLASS_HISTORY_KEEP", "23h59m", false, `CARTCLASS_HISTORY_KEEP="23h59m": is shorter than 24h;`},
+		{"CARTCLASS_SHUTDOWN_TIMEOUT", "-5s", false, `CARTCLASS_SHUTDOWN_TIMEOUT="-5s": is negative; use a Go duration such as 20s or 1m`},
+		{"CARTCLASS_SHUTDOWN_TIMEOUT", "twenty", false, `CARTCLASS_SHUTDOWN_TIMEOUT="twenty": not a Go duration`},
+		{"CARTCLASS_BACKUP_EVERY", "30s", false, `CARTCLASS_BACKUP_EVERY="30s": is shorter than 1m; use a Go duration of at least 1m, such as 24h or 6h`},
+		{"CARTCLASS_BACKUP_EVERY", "1w", false, `CARTCLASS_BACKUP_EVERY="1w": not a Go duration (they have no days, weeks or years`},
+		{"CARTCLASS_BACKUP_KEEP", "0", false, `CARTCLASS_BACKUP_KEEP="0": is less than 1; use the number of backups to keep, at least 1`},
+		{"CARTCLASS_BACKUP_KEEP", "seven", false, `CARTCLASS_BACKUP_KEEP="seven": not a whole number;`},
+		{"CARTCLASS_METRICS_ADDR", "9090", false, `CARTCLASS_METRICS_ADDR="9090": not host:port; use one such as 127.0.0.1:9090`},
+		{"CARTCLASS_METRICS_ADDR", "127.0.0.1:8080", false, `CARTCLASS_METRICS_ADDR="127.0.0.1:8080": is the port CARTCLASS_ADDR serves`},
+		{"CARTCLASS_TIMEZONE", "Europe/Londn", false, `CARTCLASS_TIMEZONE="Europe/Londn": not an IANA time zone name`},
+	} {
+		env := required()
+		if c.dev { // a given issuer in -dev still needs its client; the rest has defaults
+			delete(env, "CARTCLASS_OIDC_ISSUER")
+			delete(env, "CARTCLASS_SESSION_KEY")
+		}
+		env[c.name] = c.value
+		_, err := web.LoadConfig(envFunc(env), c.dev)
+		if err == nil {
+			t.Errorf("%s=%q (dev %v) accepted; want %q", c.name, c.value, c.dev, c.want)
+			continue
+		}
+		msg := err.Error()
+		if !strings.Contains(msg, c.want) {
+			t.Errorf("%s=%q (dev %v):\n got %s\nwant …%s…", c.name, c.value, c.dev, msg, c.want)
+		}
+		if strings.Contains(msg, "required") {
+			t.Errorf("%s=%q is set, but the message says required: %s", c.name, c.value, msg)
+		}
+		if n := strings.Count(msg, "\n  "); n != 1 {
+			t.Errorf("%s=%q: %d problems reported, want this one alone: %s", c.name, c.value, n, msg)
+		}
+	}
+}
+
+// "required" is for a required setting left empty (or blank), and says what goes there.
+func TestConfigRequiredOnlyWhenEmpty(t *testing.T) {
+	for name, want := range map[string]string{
+		"CARTCLASS_OIDC_ISSUER":        "CARTCLASS_OIDC_ISSUER: required, the identity provider's issuer URL, such as https://login.microsoftonline.com/<tenant-id>/v2.0",
+		"CARTCLASS_OIDC_CLIENT_ID":     "CARTCLASS_OIDC_CLIENT_ID: required (the application's client id)",
+		"CARTCLASS_OIDC_CLIENT_SECRET": "CARTCLASS_OIDC_CLIENT_SECRET: required (a client secret of the application)",
+		"CARTCLASS_SESSION_KEY":        "CARTCLASS_SESSION_KEY: required, at least 32 random bytes as base64 or hex",
+	} {
+		for _, empty := range []string{"", "  "} {
+			env := required()
+			env[name] = empty
+			_, err := web.LoadConfig(envFunc(env), false)
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("%s=%q: %v; want %q", name, empty, err, want)
+			}
+		}
+	}
+}
+
+// Plain http is refused only where it would leave this machine: on loopback, and in -dev,
+// it is fine; https anywhere.
+func TestConfigHTTPOnlyOnLoopback(t *testing.T) {
+	for _, c := range []struct {
+		public, issuer string
+		dev            bool
+	}{
+		{"http://localhost:8080", "http://localhost:9000", false},
+		{"http://127.0.0.1:8080", "http://127.0.0.1:9000/realms/dev", false},
+		{"http://[::1]:8080/", "http://[::1]:9000", false},
+		{"http://LOCALHOST", "https://sso.school.example/realms/school", false},
+		{"https://cartclass.school.example/", "https://login.microsoftonline.com/tenant/v2.0", false},
+		{"https://cartclass.school.example:8443", "https://login.microsoftonline.com/tenant/v2.0", false},
+		{"http://cartclass-dev.lan:8080", "http://sso.lan:9000", true},
+	} {
+		env := required()
+		if c.dev { // a given issuer in -dev still needs its client; the rest has defaults
+			delete(env, "CARTCLASS_OIDC_ISSUER")
+			delete(env, "CARTCLASS_SESSION_KEY")
+		}
+		env["CARTCLASS_PUBLIC_URL"], env["CARTCLASS_OIDC_ISSUER"] = c.public, c.issuer
+		cfg, err := web.LoadConfig(envFunc(env), c.dev)
+		if err != nil {
+			t.Errorf("public %s, issuer %s (dev %v): %v", c.public, c.issuer, c.dev, err)
+			continue
+		}
+		if got := cfg.RedirectURL(); got != strings.TrimSuffix(c.public, "/")+"/auth/callback" {
+			t.Errorf("public %s: redirect URI %q", c.public, got)
 		}
 	}
 }

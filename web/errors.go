@@ -22,6 +22,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		tooBig    *http.MaxBytesError
 		stale     *store.ConflictError
 		authErr   *authError
+		setup     *setupError
 		forbidden *forbiddenError
 		limited   *rateLimitedError
 		e         views.ErrorInfo
@@ -40,6 +41,14 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 			Message: "This computer's network has started a lot of sign-ins in a short time, so cartclass is pausing them. " +
 				"Wait " + limited.retryAfterSeconds() + " seconds, then sign in again.",
 			ActionLabel: "Sign in", ActionURL: "/signin"}
+	case errors.As(err, &setup):
+		// Once, at ERROR: whoever runs cartclass must act, and nobody signs in until then.
+		setup.log(s.log)
+		e = views.ErrorInfo{Status: http.StatusInternalServerError, Title: "cartclass is not set up correctly",
+			Message: "Your school's identity provider refused cartclass itself, not your account. This is a set-up problem that " +
+				"only the person who runs cartclass can fix, so signing in again will not help. Please tell them that " + setup.advice +
+				". (The identity provider answered " + setup.codes() + ".)",
+			NoAction: true}
 	case errors.As(err, &authErr):
 		s.log.Warn("sign-in failed", "reason", authErr.title, "err", authErr.cause)
 		e = views.ErrorInfo{Status: authErr.status, Title: authErr.title, Message: authErr.message, ActionLabel: "Sign in again", ActionURL: "/signin"}

@@ -53,6 +53,26 @@ func (l *logRecorder) at(level slog.Level) []string {
 	return out
 }
 
+// reset forgets every record so far.
+func (l *logRecorder) reset() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.records = nil
+}
+
+// text is every record as a text handler would write it, attributes included, for tests
+// that a log names (or never shows) something.
+func (l *logRecorder) text() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var b strings.Builder
+	h := slog.NewTextHandler(&b, &slog.HandlerOptions{Level: slog.LevelDebug})
+	for _, r := range l.records {
+		h.Handle(context.Background(), r)
+	}
+	return b.String()
+}
+
 // movableClock is a server clock tests move forward; it starts at the real time so the
 // provider's tokens (on the real clock) stay valid.
 type movableClock struct {

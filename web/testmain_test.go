@@ -27,9 +27,9 @@ import (
 // SQLite file and signs in through the real OpenID Connect flow against the in-process dev
 // provider, so each test's requests carry a session cookie exactly as a browser's would.
 
-// testOrigin is the scheme and host of every test request (httptest's default host); it is
-// also the public URL cartclass is configured with.
-const testOrigin = "http://example.com"
+// testOrigin is the scheme and host of every test request; it is also the public URL
+// cartclass is configured with (http is allowed for localhost only).
+const testOrigin = "http://localhost"
 
 const (
 	testClientID = "cartclass-test"
@@ -167,7 +167,7 @@ func (a *testApp) signIn(t testing.TB, subject string) {
 	}
 	// Follow the provider's redirects until it sends the browser back to cartclass.
 	client := &http.Client{CheckRedirect: func(req *http.Request, _ []*http.Request) error {
-		if req.URL.Host == "example.com" {
+		if req.URL.Host == "localhost" {
 			return http.ErrUseLastResponse
 		}
 		return nil
@@ -178,7 +178,7 @@ func (a *testApp) signIn(t testing.TB, subject string) {
 	}
 	res.Body.Close()
 	back, err := url.Parse(res.Header.Get("Location"))
-	if err != nil || back.Host != "example.com" || back.Path != "/auth/callback" {
+	if err != nil || back.Host != "localhost" || back.Path != "/auth/callback" {
 		t.Fatalf("provider answered %d, Location %q; want a redirect to the callback", res.StatusCode, res.Header.Get("Location"))
 	}
 	done := a.get(t, back.RequestURI(), false)

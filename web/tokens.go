@@ -215,6 +215,16 @@ func (s *Server) refreshUser(ctx context.Context, subject string, tok *oauth2.To
 	old.Expiry = time.Unix(1, 0) // the source refreshes only an expired token
 	fresh, err = oc.TokenSource(ctx, &old).Token()
 	if err != nil {
+		var re *oauth2.RetrieveError
+		if errors.As(err, &re) {
+			// The provider refusing cartclass itself (a wrong or expired client secret) is
+			// no reason to sign this person out as if their grant were refused: it is
+			// retried like a provider that is down, and the one who runs cartclass is told.
+			if se := s.providerRefusal("refresh", re.ErrorCode, re.ErrorDescription, tok.RefreshToken); se != nil {
+				s.oidc.logSetupProblem(s.log, se, s.now())
+				return nil, nil, se
+			}
+		}
 		if grantRefused(err) {
 			return nil, nil, fmt.Errorf("%w: refresh for %s refused: %v", push.ErrSignInNeeded, subject, err)
 		}
