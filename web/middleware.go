@@ -55,8 +55,16 @@ func (s *Server) secureHeaders(next http.Handler) http.Handler {
 
 // crossOrigin refuses state-changing requests from other origins (Sec-Fetch-Site / Origin
 // checks of net/http's CrossOriginProtection) with the 403 page.
+//
+// The public URL's origin is trusted as well: a proxy that rewrites Host (nginx's default)
+// would otherwise make a browser's own Origin look foreign when it sends no Sec-Fetch-Site.
 func (s *Server) crossOrigin(next http.Handler) http.Handler {
 	p := http.NewCrossOriginProtection()
+	if s.cfg.PublicURL != nil {
+		if err := p.AddTrustedOrigin(s.cfg.PublicURL.Scheme + "://" + s.cfg.PublicURL.Host); err != nil {
+			s.log.Error("public URL not trusted as an origin", "err", err)
+		}
+	}
 	p.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, errCrossOrigin)
 	}))

@@ -382,3 +382,25 @@ func checkServedAtPublicURL(t *testing.T, a *proxyApp, flow []proxyResponse) {
 		t.Errorf("cookies set during sign-in: %v, want __Host-cartclass_login and __Host-cartclass_session", names)
 	}
 }
+
+// A proxy that rewrites Host (nginx's default) leaves the browser's Origin, the public
+// URL's, unlike the Host cartclass sees. A browser that sends no Sec-Fetch-Site must still
+// be able to save; another origin still cannot.
+func TestRewrittenHostKeepsSameOriginWrites(t *testing.T) {
+	a := newTestApp(t)
+	post := func(origin string) int {
+		t.Helper()
+		req := a.newRequest(http.MethodPost, "/associations", strings.NewReader(validForm().Encode()),
+			http.Header{"Content-Type": {"application/x-www-form-urlencoded"}, "Sec-Fetch-Site": {""}, "Origin": {origin}})
+		req.Host = "10.0.0.5:8080" // what the proxy sent on
+		rec := httptest.NewRecorder()
+		a.handler.ServeHTTP(rec, req)
+		return rec.Code
+	}
+	if got := post(testOrigin); got != http.StatusSeeOther {
+		t.Errorf("save with the public URL's Origin behind a Host-rewriting proxy = %d, want 303", got)
+	}
+	if got := post("https://evil.example"); got != http.StatusForbidden {
+		t.Errorf("save with another Origin = %d, want 403", got)
+	}
+}

@@ -134,7 +134,10 @@ func (s *Server) recheckRole(r *http.Request, sess *sessions.Session, u User) (U
 		if r.Context().Err() != nil {
 			return u, false, r.Context().Err()
 		}
-		s.log.Warn("role re-check failed; trying again shortly", "sub", u.Subject, "err", err)
+		var setup *setupError
+		if !errors.As(err, &setup) { // already logged at ERROR, at most every setupLogEvery
+			s.log.Warn("role re-check failed; trying again shortly", "sub", u.Subject, "err", err)
+		}
 		s.roleChecks.postpone(u.Subject, now.Add(recheckBackoff))
 		return u, true, nil
 	}
