@@ -159,7 +159,7 @@ var Vars = []Var{
 	{Name: "CARTCLASS_BACKUP_DIR", Default: "", Usage: "folder for rotating backups of the database (consistent copies made while cartclass runs); empty: none"},
 	{Name: "CARTCLASS_BACKUP_EVERY", Default: "24h", Usage: "how often a backup goes into CARTCLASS_BACKUP_DIR (a Go duration, at least 1m); the first one this long after start-up"},
 	{Name: "CARTCLASS_BACKUP_KEEP", Default: "7", Usage: "how many backups CARTCLASS_BACKUP_DIR keeps (the oldest beyond it are deleted)"},
-	{Name: "CARTCLASS_METRICS_ADDR", Default: "", Usage: "host:port of a separate listener serving Prometheus metrics at /metrics (such as 127.0.0.1:9090); never the public port; empty: no metrics"},
+	{Name: "CARTCLASS_METRICS_ADDR", Default: "", Usage: "host:port of a separate listener serving Prometheus metrics at /metrics (such as 127.0.0.1:9464; 9090 is Prometheus's own); never the public port; empty: no metrics"},
 	{Name: "CARTCLASS_TIMEZONE", Default: "the server's time zone", Usage: "IANA time zone pages show times in, such as Europe/London (UTC on hover)"},
 	{Name: "CARTCLASS_HISTORY_KEEP", Default: "0", Usage: "delete history entries older than this (a Go duration, at least 24h, such as 8760h for a year) at the periodic clean-up; 0 keeps them for ever"},
 }
@@ -453,7 +453,7 @@ func loadConfig(getenv func(string) string, names []string, dev bool) (Config, e
 	}
 	if v := strings.TrimSpace(getenv("CARTCLASS_METRICS_ADDR")); v != "" {
 		if problem := listenAddrProblem(v); problem != "" {
-			bad("CARTCLASS_METRICS_ADDR=%q: %s; use one such as 127.0.0.1:9090", v, problem)
+			bad("CARTCLASS_METRICS_ADDR=%q: %s; use one such as 127.0.0.1:9464", v, problem)
 		} else if samePort(v, cfg.Addr) {
 			bad("CARTCLASS_METRICS_ADDR=%q: is the port CARTCLASS_ADDR serves; metrics need a listener of their own, never the public one", v)
 		} else {

@@ -390,7 +390,7 @@ func TestConfigSaysWhatIsWrongWithAValue(t *testing.T) {
 		{"CARTCLASS_BACKUP_EVERY", "1w", false, `CARTCLASS_BACKUP_EVERY="1w": not a Go duration (they have no days, weeks or years`},
 		{"CARTCLASS_BACKUP_KEEP", "0", false, `CARTCLASS_BACKUP_KEEP="0": is less than 1; use the number of backups to keep, at least 1`},
 		{"CARTCLASS_BACKUP_KEEP", "seven", false, `CARTCLASS_BACKUP_KEEP="seven": not a whole number;`},
-		{"CARTCLASS_METRICS_ADDR", "9090", false, `CARTCLASS_METRICS_ADDR="9090": not host:port; use one such as 127.0.0.1:9090`},
+		{"CARTCLASS_METRICS_ADDR", "9090", false, `CARTCLASS_METRICS_ADDR="9090": not host:port; use one such as 127.0.0.1:9464`},
 		{"CARTCLASS_METRICS_ADDR", "127.0.0.1:8080", false, `CARTCLASS_METRICS_ADDR="127.0.0.1:8080": is the port CARTCLASS_ADDR serves`},
 		{"CARTCLASS_TIMEZONE", "Europe/Londn", false, `CARTCLASS_TIMEZONE="Europe/Londn": not an IANA time zone name`},
 	} {

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -172,6 +173,25 @@ func TestMetricsCountWhatHappened(t *testing.T) {
 			t.Errorf("%s%v = %v (present %v), want %s", c.name, c.labels, v, ok, c.want)
 		}
 	}
+
+	// Everything the example dashboard and alerts draw is there, under the type they assume.
+	for _, file := range []string{"../deploy/grafana-dashboard.json", "../deploy/alerts.yml"} {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range regexp.MustCompile(`cartclass_[a-z_]+`).FindAllString(string(b), -1) {
+			family := name
+			for _, suffix := range []string{"_bucket", "_count", "_sum"} {
+				if f, ok := strings.CutSuffix(name, suffix); ok && strings.Contains(raw, "# TYPE "+f+" histogram") {
+					family = f
+				}
+			}
+			if !strings.Contains(raw, "# TYPE "+family+" ") {
+				t.Errorf("%s uses %s, which cartclass does not expose", file, name)
+			}
+		}
+	}
 	if t.Failed() {
 		t.Logf("metrics:\n%s", raw)
 	}
@@ -328,12 +348,12 @@ func TestMetricsAddrConfig(t *testing.T) {
 	for _, c := range []struct {
 		addr, metrics, want string
 	}{
-		{"127.0.0.1:8080", "127.0.0.1:9090", ""},
+		{"127.0.0.1:8080", "127.0.0.1:9464", ""},
 		{"127.0.0.1:8080", "", ""},
 		{"127.0.0.1:8080", "127.0.0.1:8080", `CARTCLASS_METRICS_ADDR="127.0.0.1:8080": is the port CARTCLASS_ADDR serves; metrics need a listener of their own, never the public one`},
 		{":8080", "127.0.0.1:8080", "is the port CARTCLASS_ADDR serves"},
 		{"127.0.0.1:8080", "0.0.0.0:8080", "is the port CARTCLASS_ADDR serves"},
-		{"127.0.0.1:8080", "9090", `CARTCLASS_METRICS_ADDR="9090": not host:port; use one such as 127.0.0.1:9090`},
+		{"127.0.0.1:8080", "9090", `CARTCLASS_METRICS_ADDR="9090": not host:port; use one such as 127.0.0.1:9464`},
 	} {
 		vars := map[string]string{"CARTCLASS_ADDR": c.addr, "CARTCLASS_METRICS_ADDR": c.metrics, "CARTCLASS_SESSION_KEY": key}
 		cfg, err := web.LoadConfig(func(k string) string { return vars[k] }, true)
