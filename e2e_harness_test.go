@@ -103,6 +103,18 @@ type app struct {
 	IdP      string // the dev identity provider's issuer
 	Emulator string // the Graph emulator's root (control endpoints under /_emulator/)
 	DB       string
+
+	shutdown func() error // stops run() and waits for it, once (see stop)
+}
+
+// stop shuts cartclass down now, as SIGTERM does, and waits until run() has returned, for
+// tests that look at the database afterwards or start cartclass on it again. The test's
+// cleanup then has nothing left to stop.
+func (a *app) stop(t *testing.T) {
+	t.Helper()
+	if err := a.shutdown(); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // startApp runs cartclass as `cartclass -dev` does, on a fresh database in a temporary
@@ -194,15 +206,21 @@ func tryStartApp(t *testing.T, db string) (*app, error) {
 		cancel()
 		return nil, fmt.Errorf("dev start-up lines missing: idp %q, emulator %q", a.IdP, a.Emulator)
 	}
-	t.Cleanup(func() {
+	a.shutdown = sync.OnceValue(func() error {
 		cancel()
 		select {
 		case err := <-done:
 			if err != nil {
-				t.Errorf("run: %v", err)
+				return fmt.Errorf("run: %v", err)
 			}
+			return nil
 		case <-time.After(15 * time.Second):
-			t.Errorf("cartclass did not shut down within 15 s")
+			return errors.New("cartclass did not shut down within 15 s")
+		}
+	})
+	t.Cleanup(func() {
+		if err := a.shutdown(); err != nil {
+			t.Error(err)
 		}
 	})
 	return a, nil
