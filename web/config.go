@@ -329,16 +329,23 @@ func loadConfig(getenv func(string) string, names []string, dev bool) (Config, e
 		u, problem := originProblem(public)
 		switch {
 		case problem != "":
-			bad("CARTCLASS_PUBLIC_URL=%q: %s", public, problem)
+			bad("CARTCLASS_PUBLIC_URL=%q: %s", redacted(public), problem)
 		case !dev && u.Scheme == "http" && !loopback(u.Hostname()):
-			bad("CARTCLASS_PUBLIC_URL=%q: must be https outside localhost: Entra ID accepts http redirect URIs only for localhost, and cookies would travel in clear", public)
+			bad("CARTCLASS_PUBLIC_URL=%q: must be https outside localhost: Entra ID accepts http redirect URIs only for localhost, and cookies would travel in clear", redacted(public))
 		default:
 			cfg.PublicURL = u
 		}
 	} else if addrOK {
 		// Not given: cartclass as its own listener shows it. A wrong CARTCLASS_ADDR is
-		// reported once, as itself.
-		cfg.PublicURL = &url.URL{Scheme: "http", Host: cfg.Addr}
+		// reported once, as itself. Outside -dev that is plain http, so only on loopback:
+		// listening beyond this machine, people reach cartclass through an https address
+		// that it must be told.
+		host, _, _ := net.SplitHostPort(cfg.Addr)
+		if !dev && !loopback(host) {
+			bad("CARTCLASS_PUBLIC_URL: required when CARTCLASS_ADDR (%q) listens beyond this machine: the https address people open cartclass at, such as https://cartclass.school.example", cfg.Addr)
+		} else {
+			cfg.PublicURL = &url.URL{Scheme: "http", Host: cfg.Addr}
+		}
 	}
 
 	cfg.OIDCIssuer, cfg.OIDCClientID, cfg.OIDCClientSecret = get("CARTCLASS_OIDC_ISSUER"), get("CARTCLASS_OIDC_CLIENT_ID"), get("CARTCLASS_OIDC_CLIENT_SECRET")
@@ -347,9 +354,9 @@ func loadConfig(getenv func(string) string, names []string, dev bool) (Config, e
 		if cfg.OIDCIssuer == "" {
 			bad("CARTCLASS_OIDC_ISSUER: required, the identity provider's issuer URL, %s", issuerExample)
 		} else if u, problem := urlProblem(cfg.OIDCIssuer); problem != "" {
-			bad("CARTCLASS_OIDC_ISSUER=%q: %s; use the identity provider's issuer URL, %s", cfg.OIDCIssuer, problem, issuerExample)
+			bad("CARTCLASS_OIDC_ISSUER=%q: %s; use the identity provider's issuer URL, %s", redacted(cfg.OIDCIssuer), problem, issuerExample)
 		} else if !dev && u.Scheme == "http" && !loopback(u.Hostname()) {
-			bad("CARTCLASS_OIDC_ISSUER=%q: must be https outside localhost: sign-in codes and tokens would travel in clear (Entra ID's issuer is https)", cfg.OIDCIssuer)
+			bad("CARTCLASS_OIDC_ISSUER=%q: must be https outside localhost: sign-in codes and tokens would travel in clear (Entra ID's issuer is https)", redacted(cfg.OIDCIssuer))
 		}
 		if cfg.OIDCClientID == "" {
 			bad("CARTCLASS_OIDC_CLIENT_ID: required (the application's client id)")
@@ -384,17 +391,17 @@ func loadConfig(getenv func(string) string, names []string, dev bool) (Config, e
 	}
 	if cfg.GraphURL != "" {
 		if u, problem := urlProblem(cfg.GraphURL); problem != "" {
-			bad("CARTCLASS_GRAPH_URL=%q: %s; use Graph's base URL, such as https://graph.microsoft.com/beta", cfg.GraphURL, problem)
+			bad("CARTCLASS_GRAPH_URL=%q: %s; use Graph's base URL, such as https://graph.microsoft.com/beta", redacted(cfg.GraphURL), problem)
 		} else if !dev && u.Scheme == "http" && !loopback(u.Hostname()) {
-			bad("CARTCLASS_GRAPH_URL=%q: must be https outside localhost: the admins' access tokens would travel in clear", cfg.GraphURL)
+			bad("CARTCLASS_GRAPH_URL=%q: must be https outside localhost: the admins' access tokens would travel in clear", redacted(cfg.GraphURL))
 		}
 	}
 	cfg.GraphTokenURL = strings.TrimSpace(getenv("CARTCLASS_GRAPH_TOKEN_URL"))
 	if cfg.GraphTokenURL != "" {
 		if u, problem := urlProblem(cfg.GraphTokenURL); problem != "" {
-			bad("CARTCLASS_GRAPH_TOKEN_URL=%q: %s; use a token endpoint, such as https://login.microsoftonline.com/<tenant-id>/oauth2/v2.0/token", cfg.GraphTokenURL, problem)
+			bad("CARTCLASS_GRAPH_TOKEN_URL=%q: %s; use a token endpoint, such as https://login.microsoftonline.com/<tenant-id>/oauth2/v2.0/token", redacted(cfg.GraphTokenURL), problem)
 		} else if !dev && u.Scheme == "http" && !loopback(u.Hostname()) {
-			bad("CARTCLASS_GRAPH_TOKEN_URL=%q: must be https outside localhost: the client secret would travel in clear", cfg.GraphTokenURL)
+			bad("CARTCLASS_GRAPH_TOKEN_URL=%q: must be https outside localhost: the client secret would travel in clear", redacted(cfg.GraphTokenURL))
 		}
 	}
 	cfg.GraphClientID = strings.TrimSpace(getenv("CARTCLASS_GRAPH_CLIENT_ID"))
@@ -541,6 +548,16 @@ func originProblem(raw string) (*url.URL, string) {
 	}
 	u.Path, u.RawPath = "", ""
 	return u, ""
+}
+
+// redacted is a URL setting as messages may show it: a password in it masked.
+func redacted(raw string) string {
+	if u, err := url.Parse(raw); err == nil && u.User != nil {
+		if _, has := u.User.Password(); has {
+			return u.Redacted()
+		}
+	}
+	return raw
 }
 
 // loopback reports whether host is this machine (localhost, 127.0.0.0/8 or ::1): the only

@@ -64,6 +64,7 @@ func TestConfigDevDefaults(t *testing.T) {
 func TestConfigValuesAreTrimmed(t *testing.T) {
 	env := required()
 	env["CARTCLASS_ADDR"] = "  0.0.0.0:9000 "
+	env["CARTCLASS_PUBLIC_URL"] = " https://cartclass.school.example "
 	env["CARTCLASS_LOG_LEVEL"] = " DEBUG\n"
 	env["CARTCLASS_DB"] = "   "
 	cfg, err := web.LoadConfig(envFunc(env), false)
@@ -466,5 +467,58 @@ func TestConfigHTTPOnlyOnLoopback(t *testing.T) {
 		if got := cfg.RedirectURL(); got != strings.TrimSuffix(c.public, "/")+"/auth/callback" {
 			t.Errorf("public %s: redirect URI %q", c.public, got)
 		}
+	}
+
+	// No public URL: cartclass's own http address stands in for it only on loopback (or in
+	// -dev). Listening beyond this machine (a container's :8080), it must be told the https
+	// address people open, or cookies would lose Secure and pages their HSTS.
+	for _, c := range []struct {
+		addr string
+		dev  bool
+		want string // "" = starts, with http://<addr> as the public URL
+	}{
+		{"127.0.0.1:8080", false, ""},
+		{"localhost:8080", false, ""},
+		{"[::1]:8080", false, ""},
+		{":8080", true, ""},
+		{":8080", false, `CARTCLASS_PUBLIC_URL: required when CARTCLASS_ADDR (":8080") listens beyond this machine: the https address people open cartclass at, such as https://cartclass.school.example`},
+		{"0.0.0.0:8080", false, `CARTCLASS_PUBLIC_URL: required when CARTCLASS_ADDR ("0.0.0.0:8080") listens beyond this machine`},
+		{"10.1.2.3:8080", false, `CARTCLASS_PUBLIC_URL: required when CARTCLASS_ADDR ("10.1.2.3:8080") listens beyond this machine`},
+	} {
+		env := required()
+		if c.dev {
+			env = map[string]string{}
+		}
+		env["CARTCLASS_ADDR"] = c.addr
+		cfg, err := web.LoadConfig(envFunc(env), c.dev)
+		switch {
+		case c.want == "" && err != nil:
+			t.Errorf("CARTCLASS_ADDR=%s (dev %v) without a public URL: %v", c.addr, c.dev, err)
+		case c.want == "" && cfg.PublicURL.String() != "http://"+c.addr:
+			t.Errorf("CARTCLASS_ADDR=%s: public URL %v", c.addr, cfg.PublicURL)
+		case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
+			t.Errorf("CARTCLASS_ADDR=%s (dev %v) without a public URL: %v, want %q", c.addr, c.dev, err, c.want)
+		}
+	}
+}
+
+func TestConfigURLPasswordsAreMasked(t *testing.T) {
+	env := required()
+	env["CARTCLASS_GRAPH_AUTH"] = "app"
+	env["CARTCLASS_GRAPH_TOKEN_URL"] = "https://app:Sup3rS3cret@login.example/token"
+	env["CARTCLASS_GRAPH_URL"] = "http://graph:An0therS3cret@graph.example/beta"
+	env["CARTCLASS_OIDC_ISSUER"] = "https://me:Th1rdS3cret@login.example/v2.0"
+	env["CARTCLASS_PUBLIC_URL"] = "https://me:F0urthS3cret@cartclass.school.example"
+	_, err := web.LoadConfig(envFunc(env), false)
+	if err == nil {
+		t.Fatal("URLs with passwords accepted")
+	}
+	for _, secret := range []string{"Sup3rS3cret", "An0therS3cret", "Th1rdS3cret", "F0urthS3cret"} {
+		if strings.Contains(err.Error(), secret) {
+			t.Errorf("the start-up message shows the password %q:\n%v", secret, err)
+		}
+	}
+	if !strings.Contains(err.Error(), `CARTCLASS_GRAPH_TOKEN_URL="https://app:xxxxx@login.example/token": has a user name or password in it`) {
+		t.Errorf("message does not name the URL with its password masked:\n%v", err)
 	}
 }
