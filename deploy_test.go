@@ -267,6 +267,7 @@ type composeService struct {
 	env         map[string]string
 	networkMode string
 	stopGrace   string
+	ipv4        string // its fixed address on a network (ipv4_address)
 }
 
 // composeFile reads the services of a compose file, and the subnets it declares: a reading
@@ -313,6 +314,8 @@ func composeFile(text string) (map[string]*composeService, []string) {
 					svc.ports = append(svc.ports, value)
 				}
 			}
+		case indent > 4 && svcKey == "networks" && key == "ipv4_address":
+			svc.ipv4 = value
 		case indent > 4 && svcKey == "ports":
 			svc.ports = append(svc.ports, unquote(strings.TrimSpace(strings.TrimPrefix(line, "-"))))
 		case indent > 4 && svcKey == "environment":
@@ -506,8 +509,20 @@ func TestDeployEnvExampleLoads(t *testing.T) {
 	if _, err := web.LoadEnv(environ(merged), false); err != nil {
 		t.Errorf("cartclass would not start in deploy/compose.yaml: %v", err)
 	}
-	if got := svc.env["CARTCLASS_TRUSTED_PROXIES"]; !slices.Equal(subnets, []string{got}) {
-		t.Errorf("compose: CARTCLASS_TRUSTED_PROXIES=%q, want the compose network's subnet %q (only Caddy shares it)", got, subnets)
+	// Only Caddy is trusted to name the client: its fixed address, inside the network's
+	// subnet; never the whole subnet, which holds the Docker host's gateway too.
+	caddy := services["caddy"]
+	if caddy == nil || caddy.ipv4 == "" {
+		t.Fatal("deploy/compose.yaml gives Caddy no fixed ipv4_address")
+	}
+	if got := svc.env["CARTCLASS_TRUSTED_PROXIES"]; got != caddy.ipv4 {
+		t.Errorf("compose: CARTCLASS_TRUSTED_PROXIES=%q, want Caddy's address %q alone", got, caddy.ipv4)
+	}
+	if len(subnets) != 1 {
+		t.Fatalf("compose: subnets %q, want one", subnets)
+	}
+	if _, n, err := net.ParseCIDR(subnets[0]); err != nil || !n.Contains(net.ParseIP(caddy.ipv4)) {
+		t.Errorf("compose: Caddy's %s is not in the network's subnet %s", caddy.ipv4, subnets[0])
 	}
 }
 

@@ -262,12 +262,18 @@ func run(ctx context.Context, environ []string, dev bool, stdout io.Writer) erro
 	if cfg.MetricsAddr != "" {
 		mln, err := net.Listen("tcp", cfg.MetricsAddr)
 		if err != nil {
+			ln.Close()
 			return fmt.Errorf("CARTCLASS_METRICS_ADDR: listen on %s: %w", cfg.MetricsAddr, err)
 		}
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", metrics.Handler())
-		msrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second}
-		go msrv.Serve(mln)
+		msrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second,
+			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+		go func() {
+			if err := msrv.Serve(mln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("metrics listener stopped", "addr", cfg.MetricsAddr, "err", err)
+			}
+		}()
 		defer msrv.Close()
 		fmt.Fprintf(stdout, "metrics at http://%s/metrics\n", mln.Addr())
 	}

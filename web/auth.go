@@ -184,8 +184,9 @@ func (c *oidcClient) fetchDiscovery() (*discoveryDoc, error) {
 		what += " was redirected to " + (&url.URL{Scheme: final.Scheme, Host: final.Host, Path: final.Path}).String() + " (a sign-in page?), which"
 	}
 	if res.StatusCode != http.StatusOK {
-		temporary := res.StatusCode == http.StatusBadGateway || res.StatusCode == http.StatusServiceUnavailable ||
-			res.StatusCode == http.StatusGatewayTimeout || res.StatusCode == http.StatusTooManyRequests
+		// A provider failing for now: cartclass starts and tries again at sign-in (and
+		// /readyz) rather than crash-looping under its service manager.
+		temporary := res.StatusCode >= 500 || res.StatusCode == http.StatusTooManyRequests
 		return nil, &discoveryError{temporary: temporary,
 			msg: fmt.Sprintf("%s answered %s (%s), not an OpenID configuration", what, res.Status, ct)}
 	}
@@ -372,7 +373,15 @@ func (e *setupError) Error() string {
 
 // log writes the one ERROR record of a set-up problem: the provider's codes and what to
 // check; never a secret, token or authorization code.
+//
+// At the authorize step the error came back through the browser, which anyone can
+// craft: it is marked unverified and its description left out.
 func (e *setupError) log(l *slog.Logger) {
+	if e.step == "authorize" {
+		l.Error("identity provider refused cartclass: set-up problem", "step", e.step, "oauth_error", e.code,
+			"aadsts", e.aadsts, "check", e.settings, "source", "the browser's return from the provider (unverified)")
+		return
+	}
 	l.Error("identity provider refused cartclass: set-up problem", "step", e.step, "oauth_error", e.code,
 		"aadsts", e.aadsts, "check", e.settings, "description", e.desc)
 }

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -74,8 +75,6 @@ func TestDiscoveryOfSomethingElse(t *testing.T) {
 			mux.HandleFunc("/login", html(http.StatusOK))
 			return mux
 		}, "was redirected to {srv}/login (a sign-in page?), which answered 200 OK with text/html; charset=utf-8 that is not an OpenID configuration (JSON)"},
-		{"a server error", func(string) http.Handler { return html(http.StatusInternalServerError) },
-			"answered 500 Internal Server Error (text/html; charset=utf-8), not an OpenID configuration"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			srv := httptest.NewUnstartedServer(nil)
@@ -130,28 +129,35 @@ func TestDiscoveryIssuerMismatch(t *testing.T) {
 	}
 }
 
-// A provider failing for now (503 from the proxy in front of it) does not keep cartclass
-// from starting: it is logged, without the body, and sign-in says it is unavailable.
+// A provider failing for now (a 5xx, from it or the proxy in front of it) does not keep
+// cartclass from starting, which would crash-loop it under its service manager: it is
+// logged, without the body, and sign-in says it is unavailable.
 func TestDiscoveryOfAProviderDownForNow(t *testing.T) {
+	for _, status := range []int{http.StatusServiceUnavailable, http.StatusInternalServerError} {
+		t.Run(http.StatusText(status), func(t *testing.T) { providerDownForNow(t, status) })
+	}
+}
+
+func providerDownForNow(t *testing.T, status int) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html")
-		w.WriteHeader(http.StatusServiceUnavailable)
+		w.WriteHeader(status)
 		w.Write([]byte("<html>" + bodyMarker + " maintenance</html>"))
 	}))
 	defer srv.Close()
 	app, err, logs := newAppWithIssuer(t, srv.URL)
 	if err != nil {
-		t.Fatalf("a 503 at start-up kept cartclass from starting: %v", err)
+		t.Fatalf("a %d at start-up kept cartclass from starting: %v", status, err)
 	}
 	rec := httptest.NewRecorder()
 	req := httptest.NewRequest("POST", "/auth/login", strings.NewReader("next=/"))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	app.ServeHTTP(rec, req)
 	if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), "Sign-in is unavailable") {
-		t.Errorf("sign-in with the provider answering 503 = %d", rec.Code)
+		t.Errorf("sign-in with the provider answering %d = %d", status, rec.Code)
 	}
 	log := logs.text()
-	if !strings.Contains(log, "GET "+srv.URL+"/.well-known/openid-configuration answered 503 Service Unavailable (text/html)") {
+	if !strings.Contains(log, "GET "+srv.URL+"/.well-known/openid-configuration answered "+strconv.Itoa(status)+" "+http.StatusText(status)+" (text/html)") {
 		t.Errorf("the log does not say what answered what:\n%s", log)
 	}
 	if strings.Contains(log+rec.Body.String(), bodyMarker) {

@@ -42,8 +42,14 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 				"Wait " + limited.retryAfterSeconds() + " seconds, then sign in again.",
 			ActionLabel: "Sign in", ActionURL: "/signin"}
 	case errors.As(err, &setup):
-		// Once, at ERROR: whoever runs cartclass must act, and nobody signs in until then.
-		setup.log(s.log)
+		// At ERROR: whoever runs cartclass must act, and nobody signs in until then. An
+		// error the provider sent through the browser (the authorize step) can be made up
+		// by anyone who starts a sign-in: it is logged at most every setupLogEvery.
+		if setup.step == "authorize" {
+			s.oidc.logSetupProblem(s.log, setup, s.now())
+		} else {
+			setup.log(s.log)
+		}
 		e = views.ErrorInfo{Status: http.StatusInternalServerError, Title: "cartclass is not set up correctly",
 			Message: "Your school's identity provider refused cartclass itself, not your account. This is a set-up problem that " +
 				"only the person who runs cartclass can fix, so signing in again will not help. Please tell them that " + setup.advice +

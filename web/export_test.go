@@ -14,6 +14,7 @@ import (
 	"runtime/metrics"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -653,5 +654,40 @@ func TestExportIsStreamed(t *testing.T) {
 	}
 	if last := w.flushedAt[len(w.flushedAt)-1]; last != w.bytes {
 		t.Errorf("last flush at %d of %d bytes: the end of the file was left in a buffer", last, w.bytes)
+	}
+}
+
+// flushFailWriter takes every byte but cannot flush: the client went away between two
+// parts, and only the flush says so (the request's context is still alive).
+type flushFailWriter struct {
+	header http.Header
+	bytes  int
+}
+
+func (w *flushFailWriter) Header() http.Header { return w.header }
+func (w *flushFailWriter) WriteHeader(int)     {}
+func (w *flushFailWriter) FlushError() error   { return syscall.EPIPE }
+func (w *flushFailWriter) Write(p []byte) (int, error) {
+	w.bytes += len(p)
+	return len(p), nil
+}
+
+// A flush that fails reaches the export through every wrapper of the writer (the
+// metrics' status recorder included): the download is cut, not ended as if complete.
+func TestExportFlushErrorCutsTheDownload(t *testing.T) {
+	e, c, _ := exportEnv(t, 700)
+	req := httptest.NewRequest("GET", e.url+"/associations/export.csv", nil)
+	req.AddCookie(e.sessionCookie(c))
+	w := &flushFailWriter{header: http.Header{}}
+	func() {
+		defer func() {
+			if v := recover(); v != http.ErrAbortHandler {
+				t.Errorf("handler ended with %v, want the connection aborted (http.ErrAbortHandler)", v)
+			}
+		}()
+		e.app.ServeHTTP(w, req)
+	}()
+	if !slices.Contains(e.logs.at(slog.LevelDebug), "DEBUG export abandoned by the client") {
+		t.Errorf("debug log %q lacks the abandoned export", e.logs.at(slog.LevelDebug))
 	}
 }

@@ -204,7 +204,11 @@ func (m *Metrics) instrument(mux *http.ServeMux, next http.Handler) http.Handler
 			}
 			status := sw.status
 			if p := recover(); p != nil {
-				status = http.StatusInternalServerError
+				// A handler giving up on a client that left (ErrAbortHandler, as an export
+				// does) after its answer began is not a server error: the status stands.
+				if p != http.ErrAbortHandler || !sw.wroteHeader {
+					status = http.StatusInternalServerError
+				}
 				defer panic(p)
 			}
 			m.httpRequests.WithLabelValues(pattern, strconv.Itoa(status)).Inc()
@@ -247,12 +251,14 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 	return w.ResponseWriter.Write(b)
 }
 
-func (w *statusWriter) Flush() {
+// FlushError flushes through to the connection and reports a client gone meanwhile, as
+// http.ResponseController.Flush does on the bare writer (a streamed export checks it).
+func (w *statusWriter) FlushError() error {
 	w.wroteHeader = true
-	if f, ok := w.ResponseWriter.(http.Flusher); ok {
-		f.Flush()
-	}
+	return http.NewResponseController(w.ResponseWriter).Flush()
 }
+
+func (w *statusWriter) Flush() { w.FlushError() }
 
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 

@@ -367,3 +367,38 @@ func TestMetricsAddrConfig(t *testing.T) {
 		}
 	}
 }
+
+// A download the client abandons is cut (ErrAbortHandler) after its 200 went out: it is
+// counted as the 200 it was, never as a server error that would page someone.
+func TestMetricsAbandonedExportIsNotAServerError(t *testing.T) {
+	// Without Graph: nothing else writes while the rows are seeded.
+	metrics := web.NewMetrics()
+	e := newAuthEnv(t, nil, web.WithMetrics(metrics))
+	c := e.browser(t)
+	e.login(t, c, devidp.SubjectAdmin, "/")
+	msrv := httptest.NewServer(metrics.Handler())
+	t.Cleanup(msrv.Close)
+	m := &metricsEnv{graphEnv: &graphEnv{authEnv: e, admin: c}, metrics: msrv.URL}
+	seedRaw(t, rawDB(t, m.dbPath), 700)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req := httptest.NewRequestWithContext(ctx, "GET", m.url+"/associations/export.csv", nil)
+	req.AddCookie(m.sessionCookie(m.admin))
+	w := &goneWriter{header: http.Header{}, cancel: cancel}
+	func() {
+		defer func() {
+			if v := recover(); v != http.ErrAbortHandler {
+				t.Errorf("handler ended with %v, want ErrAbortHandler", v)
+			}
+		}()
+		m.app.ServeHTTP(w, req)
+	}()
+	s, raw := m.scrape(t)
+	route := map[string]string{"route": "GET /associations/export.csv"}
+	if v, ok := value(s, "cartclass_http_requests_total", map[string]string{"route": route["route"], "status": "200"}); !ok || v != 1 {
+		t.Errorf("abandoned export counted as 200: %v (present %v)", v, ok)
+	}
+	if _, ok := value(s, "cartclass_http_requests_total", map[string]string{"route": route["route"], "status": "500"}); ok {
+		t.Errorf("abandoned export counted as a 500:\n%s", raw)
+	}
+}

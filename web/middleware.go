@@ -6,7 +6,9 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
+	"net/url"
 	"strings"
 )
 
@@ -56,19 +58,50 @@ func (s *Server) secureHeaders(next http.Handler) http.Handler {
 // crossOrigin refuses state-changing requests from other origins (Sec-Fetch-Site / Origin
 // checks of net/http's CrossOriginProtection) with the 403 page.
 //
-// The public URL's origin is trusted as well: a proxy that rewrites Host (nginx's default)
-// would otherwise make a browser's own Origin look foreign when it sends no Sec-Fetch-Site.
+// A browser that sends no Sec-Fetch-Site is judged by its Origin against the Host
+// cartclass sees; behind a proxy that rewrites Host (nginx's default) its own Origin, the
+// public URL's, would look foreign. So for those requests alone an Origin equal to the
+// public URL's passes. A request whose Sec-Fetch-Site says cross-site or same-site is
+// never let through by its Origin: a browser naming cartclass's origin there is no
+// browser.
 func (s *Server) crossOrigin(next http.Handler) http.Handler {
 	p := http.NewCrossOriginProtection()
-	if s.cfg.PublicURL != nil {
-		if err := p.AddTrustedOrigin(s.cfg.PublicURL.Scheme + "://" + s.cfg.PublicURL.Host); err != nil {
-			s.log.Error("public URL not trusted as an origin", "err", err)
-		}
-	}
 	p.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, errCrossOrigin)
 	}))
-	return p.Handler(next)
+	checked := p.Handler(next)
+	public := ""
+	if s.cfg.PublicURL != nil {
+		public = canonicalOrigin(s.cfg.PublicURL.Scheme + "://" + s.cfg.PublicURL.Host)
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if public != "" && r.Header.Get("Sec-Fetch-Site") == "" && canonicalOrigin(r.Header.Get("Origin")) == public {
+			next.ServeHTTP(w, r)
+			return
+		}
+		checked.ServeHTTP(w, r)
+	})
+}
+
+// canonicalOrigin is an origin as browsers send it: scheme and host in lower case, no
+// default port. "" for anything else (an empty or "null" Origin, a URL with a path).
+func canonicalOrigin(o string) string {
+	u, err := url.Parse(o)
+	if err != nil || u.Host == "" || (u.Path != "" && u.Path != "/") || u.User != nil || u.RawQuery != "" {
+		return ""
+	}
+	scheme, host := strings.ToLower(u.Scheme), strings.ToLower(u.Hostname())
+	port := u.Port()
+	if (scheme == "https" && port == "443") || (scheme == "http" && port == "80") {
+		port = ""
+	}
+	if port != "" {
+		return scheme + "://" + net.JoinHostPort(host, port)
+	}
+	if strings.Contains(host, ":") { // IPv6
+		host = "[" + host + "]"
+	}
+	return scheme + "://" + host
 }
 
 // limitBody answers 413 at once when the declared length is too large, and caps what a

@@ -403,4 +403,14 @@ func TestRewrittenHostKeepsSameOriginWrites(t *testing.T) {
 	if got := post("https://evil.example"); got != http.StatusForbidden {
 		t.Errorf("save with another Origin = %d, want 403", got)
 	}
+	for _, o := range []string{"http://LOCALHOST", "http://localhost:80"} {
+		if got := post(o); got != http.StatusSeeOther {
+			t.Errorf("save with Origin %s (the public URL written otherwise) = %d, want 303", o, got)
+		}
+	}
+	for _, o := range []string{"http://localhost.evil.example", "https://localhost", "http://localhost:8080", "null"} {
+		if got := post(o); got != http.StatusForbidden {
+			t.Errorf("save with Origin %s = %d, want 403", o, got)
+		}
+	}
 }

@@ -48,6 +48,9 @@ func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
 	if err := s.store.Ping(ctx); err != nil {
+		if r.Context().Err() != nil {
+			return // the asker left: nothing to tell, nothing wrong
+		}
 		out.Database.Problem = "the database does not answer"
 		s.log.Error("readiness: database does not answer", "err", err)
 	} else {

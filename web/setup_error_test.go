@@ -180,7 +180,8 @@ func TestExpiredCodeIsNoSetUpProblem(t *testing.T) {
 
 // Errors the provider sends back to the callback instead of a code.
 func TestProviderRefusesCartclassAtTheCallback(t *testing.T) {
-	e := newAuthEnv(t, nil)
+	clock := &movableClock{}
+	e := newAuthEnv(t, nil, web.WithClock(clock.Now))
 	for _, c := range []struct {
 		query    url.Values
 		page     []string
@@ -203,6 +204,7 @@ func TestProviderRefusesCartclassAtTheCallback(t *testing.T) {
 			[]string{"oauth_error=invalid_scope", "aadsts=AADSTS70011"}},
 	} {
 		t.Run(c.query.Get("error"), func(t *testing.T) {
+			clock.advance(11 * time.Minute) // past the previous case's record
 			e.logs.reset()
 			b := e.browser(t)
 			q := c.query
@@ -212,12 +214,23 @@ func TestProviderRefusesCartclassAtTheCallback(t *testing.T) {
 			if e.sessionCookie(b) != nil {
 				t.Error("a session was created")
 			}
-			oneSetupRecord(t, e.logs, c.logWants, "test-secret")
+			// Anyone who starts a sign-in can send such a callback: the record says it is
+			// unverified, and keeps none of the text that came with it.
+			oneSetupRecord(t, e.logs, append(c.logWants, `source="the browser's return from the provider (unverified)"`),
+				"test-secret", "description=", "was not found in the directory", "specified in the request")
 		})
+	}
+	// Again within ten minutes: the page, but no second record for an operator to chase.
+	e.logs.reset()
+	b := e.browser(t)
+	h := do(t, b, "GET", e.url+"/auth/callback?"+url.Values{"state": {loginState(t, e, b)}, "error": {"invalid_client"}}.Encode(), nil, nil)
+	setupPage(t, h)
+	if errs := e.logs.at(slog.LevelError); len(errs) != 0 {
+		t.Errorf("a second browser-sent set-up error within 10 minutes logged %q", errs)
 	}
 	// A callback error without a valid state is still just an expired sign-in: anybody
 	// can craft that URL.
-	h := do(t, e.browser(t), "GET", e.url+"/auth/callback?error=invalid_client&state=forged", nil, nil)
+	h = do(t, e.browser(t), "GET", e.url+"/auth/callback?error=invalid_client&state=forged", nil, nil)
 	if h.status != http.StatusBadRequest || strings.Contains(h.body, "set-up problem") {
 		t.Errorf("an error callback with a forged state = %d, want 400 Sign-in expired", h.status)
 	}
