@@ -133,6 +133,13 @@ func startApp(t *testing.T, seed func(*store.Store)) *app {
 			t.Fatal(err)
 		}
 	}
+	return startServer(t, db)
+}
+
+// startServer runs cartclass (see tryStartApp) on the database file db, which may exist,
+// without a browser; it stops when the test ends, or at app.stop.
+func startServer(t *testing.T, db string) *app {
+	t.Helper()
 	// The public URL carries the port, so it has to be known before run() starts: pick a
 	// free one, and pick again if another process takes it in between.
 	var lastErr error

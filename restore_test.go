@@ -138,22 +138,6 @@ func TestRestoreBackupTakenDuringBurst(t *testing.T) {
 	}
 }
 
-// startServer runs cartclass (see tryStartApp) on the database file db, which may exist,
-// without a browser; it stops when the test ends, or at app.stop.
-func startServer(t *testing.T, db string) *app {
-	t.Helper()
-	var lastErr error
-	for range 3 { // the port picked may be taken before run() listens on it
-		a, err := tryStartApp(t, db)
-		if err == nil {
-			return a
-		}
-		lastErr = err
-	}
-	t.Fatalf("start cartclass: %v", lastErr)
-	return nil
-}
-
 // injectFault has the Graph emulator answer matching requests with f. It may run on any
 // goroutine: a failure is reported, and the test goes on.
 func (a *app) injectFault(t *testing.T, f emulator.Fault) {
