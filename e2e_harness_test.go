@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -137,14 +138,15 @@ func startApp(t *testing.T, seed func(*store.Store)) *app {
 }
 
 // startServer runs cartclass (see tryStartApp) on the database file db, which may exist,
-// without a browser; it stops when the test ends, or at app.stop.
-func startServer(t *testing.T, db string) *app {
+// without a browser, with the settings in extra on top of the harness's; it stops when the
+// test ends, or at app.stop.
+func startServer(t *testing.T, db string, extra ...map[string]string) *app {
 	t.Helper()
 	// The public URL carries the port, so it has to be known before run() starts: pick a
 	// free one, and pick again if another process takes it in between.
 	var lastErr error
 	for range 3 {
-		a, err := tryStartApp(t, db)
+		a, err := tryStartApp(t, db, extra...)
 		if err == nil {
 			return a
 		}
@@ -154,7 +156,7 @@ func startServer(t *testing.T, db string) *app {
 	return nil
 }
 
-func tryStartApp(t *testing.T, db string) (*app, error) {
+func tryStartApp(t *testing.T, db string, extra ...map[string]string) (*app, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -168,6 +170,9 @@ func tryStartApp(t *testing.T, db string) (*app, error) {
 		"CARTCLASS_TIMEZONE":  "UTC",
 		// Within the cleanup's 15 s wait, whatever a test leaves in flight.
 		"CARTCLASS_SHUTDOWN_TIMEOUT": "5s",
+	}
+	for _, m := range extra {
+		maps.Copy(env, m)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	out, w := io.Pipe()

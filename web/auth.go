@@ -270,12 +270,16 @@ func (c *oidcClient) discover() error {
 	return nil
 }
 
+// discovered reports whether the provider's configuration has been read.
+func (c *oidcClient) discovered() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.provider != nil
+}
+
 // ready returns the discovered provider's settings, discovering now if start-up could not.
 func (c *oidcClient) ready() (oauth2.Config, *oidc.IDTokenVerifier, error) {
-	c.mu.Lock()
-	ok := c.provider != nil
-	c.mu.Unlock()
-	if !ok {
+	if !c.discovered() {
 		if err := c.discover(); err != nil {
 			return oauth2.Config{}, nil, fmt.Errorf("%w: %v", errProviderDown, err)
 		}

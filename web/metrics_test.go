@@ -6,12 +6,10 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -20,7 +18,6 @@ import (
 
 	"github.com/cartclass/cartclass/graph"
 	"github.com/cartclass/cartclass/graph/emulator"
-	"github.com/cartclass/cartclass/push"
 	"github.com/cartclass/cartclass/store"
 	"github.com/cartclass/cartclass/web"
 	"github.com/cartclass/cartclass/web/devidp"
@@ -36,17 +33,9 @@ type metricsEnv struct {
 func newMetricsEnv(t *testing.T, emuOpts ...emulator.Option) *metricsEnv {
 	t.Helper()
 	m := web.NewMetrics()
-	emu := emulator.New(emuOpts...)
-	gsrv := httptest.NewServer(emu)
-	t.Cleanup(gsrv.Close)
-	gc, err := graph.New(gsrv.URL+emulator.BasePath, graph.WithHTTPClient(&http.Client{Transport: m.GraphTransport(nil)}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := newAuthEnvIDP(t, nil, nil, web.WithMetrics(m),
-		web.WithGraph(gc, push.WithBackoff(10*time.Millisecond, 100*time.Millisecond), push.WithPermissionRecheck(time.Hour)))
-	g := &graphEnv{authEnv: e, emu: emu, admin: e.browser(t)}
-	e.login(t, g.admin, devidp.SubjectAdmin, "/")
+	g := newGraphEnvWiring(t, nil, nil,
+		[]graph.Option{graph.WithHTTPClient(&http.Client{Transport: m.GraphTransport(nil)})},
+		[]web.Option{web.WithMetrics(m)}, emuOpts...)
 	msrv := httptest.NewServer(m.Handler())
 	t.Cleanup(msrv.Close)
 	return &metricsEnv{graphEnv: g, metrics: msrv.URL}
@@ -295,21 +284,7 @@ func TestReadyzWithoutIdentityProvider(t *testing.T) {
 	down := httptest.NewServer(nil)
 	issuer := down.URL
 	down.Close()
-	key := base64.StdEncoding.EncodeToString(make([]byte, 32))
-	vars := map[string]string{
-		"CARTCLASS_OIDC_ISSUER": issuer, "CARTCLASS_OIDC_CLIENT_ID": "cartclass-test",
-		"CARTCLASS_OIDC_CLIENT_SECRET": "test-secret", "CARTCLASS_SESSION_KEY": key,
-	}
-	cfg, err := web.LoadConfig(func(k string) string { return vars[k] }, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "cartclass.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	app, err := web.New(context.Background(), cfg, st, slog.New(slog.DiscardHandler))
+	app, err, _ := newAppWithIssuer(t, issuer) // client id "id", secret "s"
 	if err != nil {
 		t.Fatalf("web.New with the provider down: %v", err)
 	}
@@ -330,8 +305,8 @@ func TestReadyzWithoutIdentityProvider(t *testing.T) {
 	if g := body["graph"].(map[string]any); g["contacted"] != false {
 		t.Errorf("graph = %v, want not contacted", g)
 	}
-	if strings.Contains(raw, issuer) || strings.Contains(raw, "test-secret") {
-		t.Errorf("/readyz tells the issuer or the secret: %s", raw)
+	if strings.Contains(raw, issuer) || strings.Contains(raw, `"id"`) || strings.Contains(raw, `"s"`) {
+		t.Errorf("/readyz tells the issuer, client id or secret: %s", raw)
 	}
 	res, err := http.Get(srv.URL + "/healthz")
 	if err != nil {

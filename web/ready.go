@@ -57,10 +57,7 @@ func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 		out.Database.OK = true
 	}
 
-	s.oidc.mu.Lock()
-	discovered := s.oidc.provider != nil
-	s.oidc.mu.Unlock()
-	if discovered {
+	if s.oidc.discovered() {
 		out.IdentityProvider.OK = true
 	} else {
 		out.IdentityProvider.Problem = "the identity provider's OpenID configuration could not be read yet"

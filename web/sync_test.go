@@ -40,14 +40,22 @@ func newGraphEnvWith(t *testing.T, env map[string]string, emuOpts ...emulator.Op
 
 func newGraphEnvIDP(t *testing.T, idpCfg func(*devidp.Config), env map[string]string, emuOpts ...emulator.Option) *graphEnv {
 	t.Helper()
+	return newGraphEnvWiring(t, idpCfg, env, nil, nil, emuOpts...)
+}
+
+// newGraphEnvWiring is newGraphEnvIDP with options for the Graph client and the server
+// besides (the metrics test counts Graph requests through a transport of its own).
+func newGraphEnvWiring(t *testing.T, idpCfg func(*devidp.Config), env map[string]string, gcOpts []graph.Option, webOpts []web.Option, emuOpts ...emulator.Option) *graphEnv {
+	t.Helper()
 	emu := emulator.New(emuOpts...)
 	gsrv := httptest.NewServer(emu)
 	t.Cleanup(gsrv.Close)
-	gc, err := graph.New(gsrv.URL + emulator.BasePath)
+	gc, err := graph.New(gsrv.URL+emulator.BasePath, gcOpts...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := newAuthEnvIDP(t, idpCfg, env, web.WithGraph(gc, push.WithBackoff(10*time.Millisecond, 100*time.Millisecond), push.WithPermissionRecheck(time.Hour)))
+	e := newAuthEnvIDP(t, idpCfg, env, append(webOpts,
+		web.WithGraph(gc, push.WithBackoff(10*time.Millisecond, 100*time.Millisecond), push.WithPermissionRecheck(time.Hour)))...)
 	g := &graphEnv{authEnv: e, emu: emu, admin: e.browser(t)}
 	e.login(t, g.admin, devidp.SubjectAdmin, "/")
 	return g
